@@ -1,0 +1,570 @@
+//! The GPU context: adapter and device with the adapter's own limits and
+//! optional features, a pipeline cache keyed by (shader, entry point, sorted
+//! constants), labelled buffers checked against the device limits, prepared
+//! dispatches, and GPU errors turned into typed errors.
+//!
+//! An op prepares its [`Dispatch`]es once (pipelines, uniforms, bind groups);
+//! a step records them into one encoder and submits once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, LimitExceeded, Result};
+
+/// How a binding of a kernel is used. Every kernel's bind-group layout is
+/// written out explicitly from a list of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// What the conv kernels are tuned for on this adapter (../DESIGN §7: the
+/// software adapters want register blocking without workgroup memory, real
+/// GPUs want workgroup-memory tiles). Every configuration is under the same
+/// parity tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvConfig {
+    /// One invocation computes `px` consecutive pixels of a row for `co4`×4
+    /// output channels; `wg` invocations per workgroup; no workgroup memory.
+    Register { px: u32, co4: u32, wg: u32 },
+    /// Implicit GEMM with workgroup-memory tiles of 64 pixels × 64 channels,
+    /// 16×16 invocations each computing 4×4, K step 16.
+    Tiled,
+}
+
+impl ConvConfig {
+    /// llvmpipe: 16 pixels × 16 channels per invocation, 16 per workgroup.
+    pub const LLVMPIPE: ConvConfig = ConvConfig::Register { px: 16, co4: 4, wg: 16 };
+    /// SwiftShader: 4 pixels × 16 channels; larger unrolled tiles hang its compiler.
+    pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 4, co4: 4, wg: 64 };
+    pub const TILED: ConvConfig = ConvConfig::Tiled;
+
+    pub fn name(&self) -> String {
+        match self {
+            ConvConfig::Register { px, co4, wg } => format!("register(px={px},co={},wg={wg})", co4 * 4),
+            ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
+        }
+    }
+
+    /// All configurations, for tests that check each one against the reference.
+    pub fn all() -> [ConvConfig; 3] {
+        [Self::LLVMPIPE, Self::SWIFTSHADER, Self::TILED]
+    }
+}
+
+/// What we know of the adapter, in words.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A compiled compute kernel: pipeline plus its explicit bind-group layout.
+pub struct Kernel {
+    pub name: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub bindings: Vec<Binding>,
+    /// Invocations per workgroup (the kernel's @workgroup_size, flattened).
+    pub workgroup_size: u32,
+}
+
+/// What a kernel is made from.
+pub struct KernelSpec<'a> {
+    /// Shader file name, e.g. "conv.wgsl".
+    pub shader: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+    /// Values for the shader's `const NAME: u32 = ...;` declarations.
+    pub constants: Vec<(&'static str, u32)>,
+    pub bindings: &'a [Binding],
+    pub workgroup_size: u32,
+}
+
+/// A dispatch prepared once and recorded many times.
+pub struct Dispatch {
+    pub kernel: Arc<Kernel>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    _uniform: Option<wgpu::Buffer>,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+}
+
+/// A GPU buffer of f32 values with the label it was created under.
+pub struct Tensor {
+    pub buffer: wgpu::Buffer,
+    /// Number of f32 elements.
+    pub len: usize,
+    pub label: String,
+}
+
+impl Tensor {
+    pub fn bytes(&self) -> u64 {
+        self.buffer.size()
+    }
+}
+
+/// Replace the value of each `const NAME: u32 = ...;` declaration in `source`.
+/// The shader file stays valid WGSL on its own (with its default values).
+pub fn specialize(shader: &str, source: &str, constants: &[(&str, u32)]) -> Result<String> {
+    let mut out = source.to_string();
+    for (name, value) in constants {
+        let needle = format!("const {name}: u32 = ");
+        let start = out.find(&needle).ok_or_else(|| Error::Specialize {
+            shader: shader.to_string(),
+            constant: name.to_string(),
+        })?;
+        let value_start = start + needle.len();
+        let end = out[value_start..].find(';').map(|e| value_start + e).ok_or_else(|| {
+            Error::Specialize { shader: shader.to_string(), constant: name.to_string() }
+        })?;
+        out.replace_range(value_start..end, &format!("{value}u"));
+    }
+    Ok(out)
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub conv_config: ConvConfig,
+    kernels: Mutex<HashMap<String, Arc<Kernel>>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Open the default adapter (on native, `WGPU_BACKEND` picks the backend;
+    /// in a browser, WebGPU) with all of its limits and the optional features
+    /// it has.
+    pub async fn new() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(e.to_string()))?;
+        Self::from_adapter(adapter).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("featvis"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        {
+            let sink = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                log::error!("uncaptured GPU error: {e}");
+                if let Ok(mut v) = sink.lock() {
+                    v.push(e.to_string());
+                }
+            }));
+        }
+        let adapter = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: [info.driver.as_str(), info.driver_info.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let conv_config = Self::pick_conv_config(&info, &limits);
+        Ok(Gpu {
+            device,
+            queue,
+            adapter,
+            limits,
+            features,
+            conv_config,
+            kernels: Mutex::new(HashMap::new()),
+            uncaptured,
+        })
+    }
+
+    fn pick_conv_config(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> ConvConfig {
+        let text = format!("{} {} {}", info.name, info.driver, info.driver_info).to_lowercase();
+        if text.contains("swiftshader") {
+            ConvConfig::SWIFTSHADER
+        } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
+            ConvConfig::LLVMPIPE
+        } else if limits.max_compute_invocations_per_workgroup >= 256
+            && limits.max_compute_workgroup_storage_size >= 16384
+        {
+            ConvConfig::TILED
+        } else {
+            ConvConfig::SWIFTSHADER
+        }
+    }
+
+    /// Errors the device reported outside any error scope since the last call.
+    pub fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.uncaptured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+
+    /// Largest buffer we may bind as one storage binding.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Check that a storage buffer of `bytes` fits this device.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
+        let storage = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > storage {
+            return Err(Error::Limit(LimitExceeded {
+                what: what.to_string(),
+                limit: "max_storage_buffer_binding_size",
+                needed: bytes,
+                allowed: storage,
+            }));
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::Limit(LimitExceeded {
+                what: what.to_string(),
+                limit: "max_buffer_size",
+                needed: bytes,
+                allowed: self.limits.max_buffer_size,
+            }));
+        }
+        Ok(())
+    }
+
+    fn storage_usage() -> wgpu::BufferUsages {
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    }
+
+    /// A zeroed tensor of `len` f32 values.
+    pub fn tensor(&self, label: &str, len: usize) -> Result<Tensor> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_binding(&format!("buffer `{label}` ({len} values)"), bytes)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: Self::storage_usage(),
+            mapped_at_creation: false,
+        });
+        Ok(Tensor { buffer, len, label: label.to_string() })
+    }
+
+    /// A tensor holding `data`.
+    pub fn tensor_from(&self, label: &str, data: &[f32]) -> Result<Tensor> {
+        let bytes = (data.len().max(1) * 4) as u64;
+        self.check_binding(&format!("buffer `{label}` ({} values)", data.len()), bytes)?;
+        let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: Self::storage_usage(),
+        });
+        Ok(Tensor { buffer, len: data.len(), label: label.to_string() })
+    }
+
+    /// A tensor with every value set to `value` (tests poison outputs with NaN).
+    pub fn tensor_filled(&self, label: &str, len: usize, value: f32) -> Result<Tensor> {
+        self.tensor_from(label, &vec![value; len])
+    }
+
+    pub fn write(&self, tensor: &Tensor, data: &[f32]) -> Result<()> {
+        if data.len() > tensor.len {
+            return Err(Error::Invalid(format!(
+                "writing {} values into `{}`, which holds {}",
+                data.len(),
+                tensor.label,
+                tensor.len
+            )));
+        }
+        self.queue.write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// The compiled kernel for `spec`, from the cache or compiled now. A
+    /// shader that fails validation gives [`Error::Validation`] naming it.
+    pub async fn kernel(&self, spec: &KernelSpec<'_>) -> Result<Arc<Kernel>> {
+        let mut constants = spec.constants.clone();
+        constants.sort();
+        let key = format!(
+            "{}::{}::{}",
+            spec.shader,
+            spec.entry,
+            constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        );
+        if let Some(k) = self.kernels.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(k);
+        }
+        let label = if constants.is_empty() {
+            spec.entry.to_string()
+        } else {
+            format!(
+                "{} [{}]",
+                spec.entry,
+                constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            )
+        };
+        let source = specialize(spec.shader, spec.source, &constants)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(spec.shader),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Binding::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::Read => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::from_wgpu(&label, e));
+        }
+        let kernel = Arc::new(Kernel {
+            name: label,
+            pipeline,
+            layout,
+            bindings: spec.bindings.to_vec(),
+            workgroup_size: spec.workgroup_size,
+        });
+        if let Ok(mut m) = self.kernels.lock() {
+            m.insert(key, kernel.clone());
+        }
+        Ok(kernel)
+    }
+
+    /// Workgroup counts for `groups` workgroups, split over x and y so that
+    /// neither exceeds the per-dimension limit. Kernels linearize
+    /// `wg.x + wg.y * num_workgroups.x` and skip ids past the end.
+    pub fn split_workgroups(&self, groups: u64) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let groups = groups.max(1);
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::Limit(LimitExceeded {
+                what: format!("a dispatch of {groups} workgroups"),
+                limit: "max_compute_workgroups_per_dimension (squared)",
+                needed: groups,
+                allowed: max * max,
+            }));
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Prepare a dispatch of `kernel` over `invocations` invocations, with
+    /// `uniform` (a bytemuck struct) at binding 0 when the kernel has one and
+    /// `buffers` at the following bindings.
+    pub async fn dispatch(
+        &self,
+        kernel: &Arc<Kernel>,
+        uniform: Option<&[u8]>,
+        buffers: &[&wgpu::Buffer],
+        invocations: u64,
+    ) -> Result<Dispatch> {
+        let groups = invocations.div_ceil(kernel.workgroup_size.max(1) as u64);
+        let workgroups = self.split_workgroups(groups)?;
+        self.dispatch_groups(kernel, uniform, buffers, workgroups).await
+    }
+
+    /// Like [`Gpu::dispatch`] with explicit workgroup counts.
+    pub async fn dispatch_groups(
+        &self,
+        kernel: &Arc<Kernel>,
+        uniform: Option<&[u8]>,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let has_uniform = kernel.bindings.first() == Some(&Binding::Uniform);
+        let expected = kernel.bindings.len() - usize::from(has_uniform);
+        if buffers.len() != expected || has_uniform != uniform.is_some() {
+            return Err(Error::Invalid(format!(
+                "kernel `{}` takes {} buffers{}, given {}{}",
+                kernel.name,
+                expected,
+                if has_uniform { " and a uniform" } else { "" },
+                buffers.len(),
+                if uniform.is_some() { " and a uniform" } else { "" }
+            )));
+        }
+        for (i, (b, kind)) in buffers.iter().zip(kernel.bindings.iter().skip(usize::from(has_uniform))).enumerate() {
+            if *kind != Binding::Uniform {
+                self.check_binding(&format!("binding {i} of kernel `{}`", kernel.name), b.size())?;
+            }
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let uniform_buffer = uniform.map(|u| {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&kernel.name),
+                contents: u,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+        });
+        let mut entries = Vec::new();
+        if let Some(u) = &uniform_buffer {
+            entries.push(wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() });
+        }
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: (i + usize::from(has_uniform)) as u32,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&kernel.name),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::from_wgpu(&kernel.name, e));
+        }
+        Ok(Dispatch { kernel: kernel.clone(), bind_group, workgroups, _uniform: uniform_buffer })
+    }
+
+    /// Record `dispatches` into one compute pass of one encoder and submit
+    /// once. Validation errors name the kernels involved.
+    pub async fn run(&self, what: &str, dispatches: &[&Dispatch]) -> Result<()> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(what), timestamp_writes: None });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        if let Some(e) = scope.pop().await {
+            let names: Vec<&str> = dispatches.iter().map(|d| d.kernel.name.as_str()).collect();
+            return Err(Error::from_wgpu(&format!("{what} [{}]", names.join(", ")), e));
+        }
+        Ok(())
+    }
+
+    /// Wait until the GPU has finished all submitted work.
+    pub async fn finish(&self) -> Result<()> {
+        let probe = self.tensor("finish probe", 1)?;
+        self.read(&probe).await.map(|_| ())
+    }
+
+    /// Copy a tensor back to the CPU.
+    pub async fn read(&self, tensor: &Tensor) -> Result<Vec<f32>> {
+        let bytes = (tensor.len * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("readback {}", tensor.label)),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(&format!("readback {}", tensor.label)),
+        });
+        encoder.copy_buffer_to_buffer(&tensor.buffer, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
+        let mapped = rx
+            .await
+            .map_err(|_| Error::Readback { buffer: tensor.label.clone(), message: "the device was lost".into() })?;
+        mapped.map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
+        let data = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+}

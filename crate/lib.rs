@@ -1,0 +1,15 @@
+//! featvis: feature visualization of VGG16 with hand-written WGSL compute
+//! shaders, natively (CLI, tests) and in the browser (wasm + WebGPU).
+
+pub mod error;
+pub mod gpu;
+pub mod model;
+pub mod ops;
+pub mod reference;
+pub mod rng;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};
+pub use gpu::{ConvConfig, Gpu};

@@ -1,0 +1,241 @@
+//! conv3x3 (stride 1, pad 1) forward and backward to the input: shaders/conv.wgsl.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{c4, check_len, check_u32, dummy, Shape};
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, ConvConfig, Dispatch, Gpu, Kernel, KernelSpec, Tensor};
+
+pub const SHADER: &str = include_str!("../../shaders/conv.wgsl");
+
+/// Uniform of every conv kernel; mirrors `ConvParams` in conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ConvParams {
+    pub batch: u32,
+    pub height: u32,
+    pub width: u32,
+    /// Input channels / 4 (padded).
+    pub cin4: u32,
+    /// Output channels / 4 (padded): the stride of the output.
+    pub cout4: u32,
+    /// Output-channel vec4s per weight row (padded to a multiple of 16).
+    pub co4_stride: u32,
+    pub tiles_x: u32,
+    pub tiles_co: u32,
+    pub total: u32,
+    pub _pad: [u32; 3],
+}
+
+const BINDINGS: [Binding; 6] =
+    [Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite];
+
+/// Output-channel vec4s per weight row: padded to 16 (64 channels) so that
+/// weight loads of every schedule stay in bounds.
+pub fn co4_stride(cout: usize) -> usize {
+    c4(cout).div_ceil(16) * 16
+}
+
+/// Pack HWIO weights (3, 3, cin, cout) into the kernel layout
+/// (3, 3, c4(cin)*4, co4_stride*4), zero padded.
+pub fn pack_weights(w_hwio: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let cin_p = c4(cin) * 4;
+    let cout_p = co4_stride(cout) * 4;
+    let mut out = vec![0.0; 9 * cin_p * cout_p];
+    for k in 0..9 {
+        for ci in 0..cin {
+            let src = &w_hwio[(k * cin + ci) * cout..(k * cin + ci + 1) * cout];
+            let dst = (k * cin_p + ci) * cout_p;
+            out[dst..dst + cout].copy_from_slice(src);
+        }
+    }
+    out
+}
+
+/// The weights of the backward convolution: HWIO (3, 3, cout, cin) with
+/// w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co].
+pub fn flip_weights(w_hwio: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut out = vec![0.0; 9 * cin * cout];
+    for ky in 0..3 {
+        for kx in 0..3 {
+            let kf = (2 - ky) * 3 + (2 - kx);
+            let k = ky * 3 + kx;
+            for ci in 0..cin {
+                for co in 0..cout {
+                    out[(k * cout + co) * cin + ci] = w_hwio[(kf * cin + ci) * cout + co];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One conv layer's weights on the GPU, in both directions.
+pub struct ConvWeights {
+    pub name: String,
+    pub cin: usize,
+    pub cout: usize,
+    forward: Tensor,
+    backward: Tensor,
+    bias: Tensor,
+}
+
+impl ConvWeights {
+    /// `w_hwio`: (3, 3, cin, cout); `bias`: (cout).
+    pub fn new(gpu: &Gpu, name: &str, cin: usize, cout: usize, w_hwio: &[f32], bias: &[f32]) -> Result<Self> {
+        if cin == 0 || cout == 0 || w_hwio.len() != 9 * cin * cout || bias.len() != cout {
+            return Err(Error::Invalid(format!(
+                "conv `{name}`: weights hold {} values and bias {} for {cin}→{cout} channels (expected {} and {cout})",
+                w_hwio.len(),
+                bias.len(),
+                9 * cin * cout
+            )));
+        }
+        let forward = gpu.tensor_from(&format!("{name} weights"), &pack_weights(w_hwio, cin, cout))?;
+        let flipped = flip_weights(w_hwio, cin, cout);
+        let backward = gpu.tensor_from(&format!("{name} weights (flipped)"), &pack_weights(&flipped, cout, cin))?;
+        let mut b = vec![0.0; co4_stride(cout) * 4];
+        b[..cout].copy_from_slice(bias);
+        let bias = gpu.tensor_from(&format!("{name} bias"), &b)?;
+        Ok(ConvWeights { name: name.to_string(), cin, cout, forward, backward, bias })
+    }
+}
+
+fn entry(config: ConvConfig, backward: bool) -> &'static str {
+    match (config, backward) {
+        (ConvConfig::Register { .. }, false) => "conv3x3_forward_register",
+        (ConvConfig::Register { .. }, true) => "conv3x3_backward_input_register",
+        (ConvConfig::Tiled, false) => "conv3x3_forward_tiled",
+        (ConvConfig::Tiled, true) => "conv3x3_backward_input_tiled",
+    }
+}
+
+async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Result<Arc<Kernel>> {
+    let mut constants = Vec::new();
+    let mut workgroup_size = 256;
+    if let ConvConfig::Register { px, co4, wg } = config {
+        constants.extend([("PX", px), ("CO4", co4), ("WG", wg)]);
+        workgroup_size = wg;
+    }
+    if backward {
+        constants.push(("MASK_OUTPUT", u32::from(flag)));
+    } else {
+        constants.push(("RELU_INPUT", u32::from(flag)));
+    }
+    gpu.kernel(&KernelSpec {
+        shader: "conv.wgsl",
+        source: SHADER,
+        entry: entry(config, backward),
+        constants,
+        bindings: &BINDINGS,
+        workgroup_size,
+    })
+    .await
+}
+
+fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, cout: usize) -> Result<(ConvParams, u64)> {
+    let pixels = shape.pixels();
+    let (tiles_x, tiles_co, total, groups) = match config {
+        ConvConfig::Register { px, co4, wg } => {
+            let tx = shape.width.div_ceil(px as usize);
+            let tc = c4(cout).div_ceil(co4 as usize);
+            let total = tx * tc * shape.height * shape.batch;
+            (tx, tc, total, (total as u64).div_ceil(wg as u64))
+        }
+        ConvConfig::Tiled => {
+            let tm = pixels.div_ceil(64);
+            let tc = c4(cout).div_ceil(16);
+            (tm, tc, tm * tc * 256, (tm * tc) as u64)
+        }
+    };
+    let _ = gpu;
+    let p = ConvParams {
+        batch: check_u32(name, "batch", shape.batch)?,
+        height: check_u32(name, "height", shape.height)?,
+        width: check_u32(name, "width", shape.width)?,
+        cin4: check_u32(name, "input channels", c4(cin))?,
+        cout4: check_u32(name, "output channels", c4(cout))?,
+        co4_stride: check_u32(name, "output channels", co4_stride(cout))?,
+        tiles_x: check_u32(name, "tiles", tiles_x)?,
+        tiles_co: check_u32(name, "tiles", tiles_co)?,
+        total: check_u32(name, "invocations", total)?,
+        _pad: [0; 3],
+    };
+    Ok((p, groups))
+}
+
+/// y = conv3x3(relu?(x), w) + bias. `shape` is the input's (B, H, W) with
+/// `weights.cin` channels; `output` holds (B, H, W, c4(cout)*4).
+pub async fn forward(
+    gpu: &Gpu,
+    config: ConvConfig,
+    weights: &ConvWeights,
+    shape: Shape,
+    input: &Tensor,
+    output: &Tensor,
+    relu_input: bool,
+) -> Result<Dispatch> {
+    let name = format!("conv3x3_forward {}", weights.name);
+    let in_shape = Shape { channels: weights.cin, ..shape };
+    let out_shape = Shape { channels: weights.cout, ..shape };
+    check_len(&name, "input", input, in_shape.padded_len())?;
+    check_len(&name, "output", output, out_shape.padded_len())?;
+    let k = kernel(gpu, config, false, relu_input).await?;
+    let (p, groups) = params(gpu, config, &name, shape, weights.cin, weights.cout)?;
+    let unused = dummy(gpu, &name)?;
+    let wg = gpu.split_workgroups(groups)?;
+    gpu.dispatch_groups(
+        &k,
+        Some(bytemuck::bytes_of(&p)),
+        &[&input.buffer, &weights.forward.buffer, &weights.bias.buffer, &unused.buffer, &output.buffer],
+        wg,
+    )
+    .await
+}
+
+/// dx = conv3x3(dy, flipped w) * (mask > 0). `shape` is the layer's (B, H, W);
+/// `grad_out` holds (B, H, W, c4(cout)*4), `grad_in` (B, H, W, c4(cin)*4);
+/// `mask` (same shape as `grad_in`) is the layer input stored before its
+/// ReLU, or None when the input had no ReLU.
+pub async fn backward_input(
+    gpu: &Gpu,
+    config: ConvConfig,
+    weights: &ConvWeights,
+    shape: Shape,
+    grad_out: &Tensor,
+    grad_in: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Dispatch> {
+    let name = format!("conv3x3_backward_input {}", weights.name);
+    let in_shape = Shape { channels: weights.cin, ..shape };
+    let out_shape = Shape { channels: weights.cout, ..shape };
+    check_len(&name, "output gradient", grad_out, out_shape.padded_len())?;
+    check_len(&name, "input gradient", grad_in, in_shape.padded_len())?;
+    if let Some(m) = mask {
+        check_len(&name, "mask", m, in_shape.padded_len())?;
+    }
+    let k = kernel(gpu, config, true, mask.is_some()).await?;
+    let (p, groups) = params(gpu, config, &name, shape, weights.cout, weights.cin)?;
+    let unused = dummy(gpu, &name)?;
+    let wg = gpu.split_workgroups(groups)?;
+    gpu.dispatch_groups(
+        &k,
+        Some(bytemuck::bytes_of(&p)),
+        &[
+            &grad_out.buffer,
+            &weights.backward.buffer,
+            &unused.buffer,
+            &mask.unwrap_or(&unused).buffer,
+            &grad_in.buffer,
+        ],
+        wg,
+    )
+    .await
+}
+
+/// Multiply-adds of one conv3x3 over `shape` (either direction).
+pub fn macs(shape: Shape, cin: usize, cout: usize) -> u64 {
+    (shape.pixels() * 9 * cin * cout) as u64
+}

@@ -1,0 +1,345 @@
+//! CPU reference of every kernel: plain Rust, f64 accumulation, unpadded NHWC.
+//! The oracle of the tests; slow and obvious on purpose.
+
+use crate::ops::Shape;
+
+pub fn relu(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|v| v.max(0.0)).collect()
+}
+
+/// conv3x3 stride 1 pad 1: `w` HWIO (3, 3, cin, cout).
+pub fn conv3x3_forward(x: &[f32], s: Shape, w: &[f32], bias: &[f32], cout: usize) -> Vec<f32> {
+    let (b, h, wd, cin) = (s.batch, s.height, s.width, s.channels);
+    let mut y = vec![0.0f32; b * h * wd * cout];
+    let mut acc = vec![0.0f64; cout];
+    for n in 0..b {
+        for oy in 0..h {
+            for ox in 0..wd {
+                for (co, a) in acc.iter_mut().enumerate() {
+                    *a = bias.get(co).copied().unwrap_or(0.0) as f64;
+                }
+                for ky in 0..3 {
+                    let iy = oy as isize + ky as isize - 1;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let ix = ox as isize + kx as isize - 1;
+                        if ix < 0 || ix >= wd as isize {
+                            continue;
+                        }
+                        let xi = ((n * h + iy as usize) * wd + ix as usize) * cin;
+                        for ci in 0..cin {
+                            let xv = x[xi + ci] as f64;
+                            if xv == 0.0 {
+                                continue;
+                            }
+                            let wi = ((ky * 3 + kx) * cin + ci) * cout;
+                            for co in 0..cout {
+                                acc[co] += xv * w[wi + co] as f64;
+                            }
+                        }
+                    }
+                }
+                let yi = ((n * h + oy) * wd + ox) * cout;
+                for co in 0..cout {
+                    y[yi + co] = acc[co] as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Gradient of conv3x3 with respect to its input, given dy (B, H, W, cout).
+pub fn conv3x3_backward_input(dy: &[f32], s: Shape, w: &[f32], cout: usize) -> Vec<f32> {
+    let (b, h, wd, cin) = (s.batch, s.height, s.width, s.channels);
+    let mut dx = vec![0.0f32; b * h * wd * cin];
+    let mut acc = vec![0.0f64; cin];
+    for n in 0..b {
+        for iy in 0..h {
+            for ix in 0..wd {
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for ky in 0..3 {
+                    // output oy = iy - ky + 1 used input iy through tap ky
+                    let oy = iy as isize - ky as isize + 1;
+                    if oy < 0 || oy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let ox = ix as isize - kx as isize + 1;
+                        if ox < 0 || ox >= wd as isize {
+                            continue;
+                        }
+                        let gi = ((n * h + oy as usize) * wd + ox as usize) * cout;
+                        for ci in 0..cin {
+                            let wi = ((ky * 3 + kx) * cin + ci) * cout;
+                            let mut s = 0.0f64;
+                            for co in 0..cout {
+                                s += dy[gi + co] as f64 * w[wi + co] as f64;
+                            }
+                            acc[ci] += s;
+                        }
+                    }
+                }
+                let xi = ((n * h + iy) * wd + ix) * cin;
+                for ci in 0..cin {
+                    dx[xi + ci] = acc[ci] as f32;
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Multiply `g` by the ReLU mask (x > 0).
+pub fn relu_backward(g: &[f32], x: &[f32]) -> Vec<f32> {
+    g.iter().zip(x).map(|(g, x)| if *x > 0.0 { *g } else { 0.0 }).collect()
+}
+
+/// relu(maxpool2x2(x)), floor.
+pub fn maxpool_forward(x: &[f32], s: Shape) -> Vec<f32> {
+    let (oh, ow, c) = (s.height / 2, s.width / 2, s.channels);
+    let mut y = vec![0.0; s.batch * oh * ow * c];
+    for n in 0..s.batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut m = f32::NEG_INFINITY;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        m = m.max(x[((n * s.height + 2 * oy + dy) * s.width + 2 * ox + dx) * c + ch]);
+                    }
+                    y[((n * oh + oy) * ow + ox) * c + ch] = m.max(0.0);
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Gradient of relu(maxpool2x2(x)) with respect to x: to the first maximum
+/// of each window in row-major order, where x > 0.
+pub fn maxpool_backward(x: &[f32], s: Shape, dy: &[f32]) -> Vec<f32> {
+    let (oh, ow, c) = (s.height / 2, s.width / 2, s.channels);
+    let mut dx = vec![0.0; x.len()];
+    for n in 0..s.batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut arg = 0;
+                    for (dy_, dx_) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let i = ((n * s.height + 2 * oy + dy_) * s.width + 2 * ox + dx_) * c + ch;
+                        if x[i] > best {
+                            best = x[i];
+                            arg = i;
+                        }
+                    }
+                    if best > 0.0 {
+                        dx[arg] = dy[((n * oh + oy) * ow + ox) * c + ch];
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+fn window(o: usize, input: usize, output: usize) -> (usize, usize) {
+    ((o * input) / output, ((o + 1) * input).div_ceil(output))
+}
+
+/// torchvision's AdaptiveAvgPool2d to (oh, ow).
+pub fn adaptive_avgpool_forward(x: &[f32], s: Shape, oh: usize, ow: usize) -> Vec<f32> {
+    let c = s.channels;
+    let mut y = vec![0.0; s.batch * oh * ow * c];
+    for n in 0..s.batch {
+        for oy in 0..oh {
+            let (y0, y1) = window(oy, s.height, oh);
+            for ox in 0..ow {
+                let (x0, x1) = window(ox, s.width, ow);
+                for ch in 0..c {
+                    let mut acc = 0.0f64;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            acc += x[((n * s.height + iy) * s.width + ix) * c + ch] as f64;
+                        }
+                    }
+                    y[((n * oh + oy) * ow + ox) * c + ch] = (acc / ((y1 - y0) * (x1 - x0)) as f64) as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+pub fn adaptive_avgpool_backward(dy: &[f32], s: Shape, oh: usize, ow: usize) -> Vec<f32> {
+    let c = s.channels;
+    let mut dx = vec![0.0f64; s.batch * s.height * s.width * c];
+    for n in 0..s.batch {
+        for oy in 0..oh {
+            let (y0, y1) = window(oy, s.height, oh);
+            for ox in 0..ow {
+                let (x0, x1) = window(ox, s.width, ow);
+                let area = ((y1 - y0) * (x1 - x0)) as f64;
+                for ch in 0..c {
+                    let g = dy[((n * oh + oy) * ow + ox) * c + ch] as f64 / area;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            dx[((n * s.height + iy) * s.width + ix) * c + ch] += g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// y (B, out) = x (B, in) · w (in, out) + bias.
+pub fn fc_forward(x: &[f32], batch: usize, inputs: usize, w: &[f32], bias: &[f32], outputs: usize) -> Vec<f32> {
+    let mut y = vec![0.0; batch * outputs];
+    for n in 0..batch {
+        for o in 0..outputs {
+            let mut acc = bias[o] as f64;
+            for i in 0..inputs {
+                acc += x[n * inputs + i] as f64 * w[i * outputs + o] as f64;
+            }
+            y[n * outputs + o] = acc as f32;
+        }
+    }
+    y
+}
+
+/// dx (B, in) = dy (B, out) · wᵀ.
+pub fn fc_backward_input(dy: &[f32], batch: usize, inputs: usize, w: &[f32], outputs: usize) -> Vec<f32> {
+    let mut dx = vec![0.0; batch * inputs];
+    for n in 0..batch {
+        for i in 0..inputs {
+            let mut acc = 0.0f64;
+            for o in 0..outputs {
+                acc += dy[n * outputs + o] as f64 * w[i * outputs + o] as f64;
+            }
+            dx[n * inputs + i] = acc as f32;
+        }
+    }
+    dx
+}
+
+/// Objective value of one image: mean over space of channel `c` (or the
+/// value at (x, y) for a neuron), of relu(z) when `post_relu`.
+pub fn objective_value(z: &[f32], s: Shape, b: usize, channel: usize, neuron: Option<(usize, usize)>, post_relu: bool) -> f64 {
+    let f = |v: f32| if post_relu { v.max(0.0) as f64 } else { v as f64 };
+    let at = |y: usize, x: usize| z[((b * s.height + y) * s.width + x) * s.channels + channel];
+    match neuron {
+        Some((x, y)) => f(at(y, x)),
+        None => {
+            let mut acc = 0.0;
+            for y in 0..s.height {
+                for x in 0..s.width {
+                    acc += f(at(y, x));
+                }
+            }
+            acc / (s.height * s.width) as f64
+        }
+    }
+}
+
+/// VGG16 forward on the CPU: the output of every node up to `upto` (index
+/// into [`crate::model::nodes`]), stored as the GPU stores them (conv and fc
+/// before their ReLU, pools after). `images`: unpadded NHWC (B, H, W, 3).
+pub fn vgg16_forward(
+    w: &crate::model::Vgg16Weights,
+    images: &[f32],
+    batch: usize,
+    height: usize,
+    width: usize,
+    upto: usize,
+) -> Vec<(Shape, Vec<f32>)> {
+    use crate::model::{nodes, Node, CONVS, FC_INPUT_HW};
+    let list = nodes(!w.fcs.is_empty());
+    let mut s = Shape::new(batch, height, width, 3);
+    let mut cur = images.to_vec();
+    let mut prev_node: Option<Node> = None;
+    let mut out = Vec::new();
+    for (_, node) in list.iter().take(upto + 1) {
+        let (ns, nv) = match *node {
+            Node::Conv(i) => {
+                let x = if matches!(prev_node, Some(Node::Conv(_))) { relu(&cur) } else { cur.clone() };
+                let cout = CONVS[i].2;
+                (Shape { channels: cout, ..s }, conv3x3_forward(&x, s, &w.convs[i].w_hwio, &w.convs[i].bias, cout))
+            }
+            Node::Pool(_) => (Shape { height: s.height / 2, width: s.width / 2, ..s }, maxpool_forward(&cur, s)),
+            Node::AvgPool => (
+                Shape { height: FC_INPUT_HW, width: FC_INPUT_HW, ..s },
+                adaptive_avgpool_forward(&cur, s, FC_INPUT_HW, FC_INPUT_HW),
+            ),
+            Node::Fc(i) => {
+                let f = &w.fcs[i];
+                let x = if matches!(prev_node, Some(Node::Fc(_))) { relu(&cur) } else { cur.clone() };
+                (Shape::new(batch, 1, 1, f.outputs), fc_forward(&x, batch, f.inputs, &f.w_io, &f.bias, f.outputs))
+            }
+        };
+        s = ns;
+        cur = nv;
+        prev_node = Some(*node);
+        out.push((s, cur.clone()));
+    }
+    out
+}
+
+/// VGG16 backward on the CPU from `seed` (the gradient w.r.t. the stored
+/// output of the last node of `acts`) to the input images.
+pub fn vgg16_backward(
+    w: &crate::model::Vgg16Weights,
+    input_shape: Shape,
+    acts: &[(Shape, Vec<f32>)],
+    seed: &[f32],
+) -> Vec<f32> {
+    use crate::model::{nodes, Node, FC_INPUT_HW};
+    let list = nodes(!w.fcs.is_empty());
+    let mut g = seed.to_vec();
+    for i in (0..acts.len()).rev() {
+        let (prev_shape, prev, prev_node) = if i == 0 {
+            (input_shape, None, None)
+        } else {
+            (acts[i - 1].0, Some(&acts[i - 1].1), Some(list[i - 1].1))
+        };
+        g = match list[i].1 {
+            Node::Conv(c) => {
+                let cout = acts[i].0.channels;
+                let dx = conv3x3_backward_input(&g, prev_shape, &w.convs[c].w_hwio, cout);
+                match (prev_node, prev) {
+                    (Some(Node::Conv(_)), Some(p)) => relu_backward(&dx, p),
+                    _ => dx,
+                }
+            }
+            Node::Pool(_) => maxpool_backward(prev.expect("a pool has an input"), prev_shape, &g),
+            Node::AvgPool => adaptive_avgpool_backward(&g, prev_shape, FC_INPUT_HW, FC_INPUT_HW),
+            Node::Fc(f) => {
+                let fc = &w.fcs[f];
+                let dx = fc_backward_input(&g, input_shape.batch, fc.inputs, &fc.w_io, fc.outputs);
+                match (prev_node, prev) {
+                    (Some(Node::Fc(_)), Some(p)) => relu_backward(&dx, p),
+                    _ => dx,
+                }
+            }
+        };
+    }
+    g
+}
+
+/// The objective seed on the CPU: d(weight · objective)/dz over the target tensor.
+pub fn objective_seed(z: &[f32], s: Shape, b: usize, channel: usize, neuron: Option<(usize, usize)>, post_relu: bool, weight: f32, out: &mut [f32]) {
+    for y in 0..s.height {
+        for x in 0..s.width {
+            let i = ((b * s.height + y) * s.width + x) * s.channels + channel;
+            let g = match neuron {
+                None => weight / (s.height * s.width) as f32,
+                Some((nx, ny)) if nx == x && ny == y => weight,
+                Some(_) => 0.0,
+            };
+            out[i] = if post_relu && z[i] <= 0.0 { 0.0 } else { g };
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! conv3x3 forward and backward-to-input against the CPU reference, for every
+//! schedule, on sizes that do not divide the tiles, batch 1 and 3, outputs
+//! poisoned with NaN.
+
+mod common;
+
+use featvis::ops::{conv, pad_channels, unpad_channels, Shape};
+use featvis::reference as r;
+use featvis::rng::Rng;
+use featvis::ConvConfig;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// (batch, height, width, cin, cout)
+const CASES: [(usize, usize, usize, usize, usize); 5] =
+    [(1, 7, 9, 3, 5), (3, 13, 17, 5, 64), (1, 30, 30, 64, 70), (3, 7, 9, 70, 3), (2, 5, 33, 16, 20)];
+
+async fn check_forward(config: ConvConfig, case: (usize, usize, usize, usize, usize), relu: bool, seed: u64) {
+    let g = common::gpu().await;
+    let (b, h, w, cin, cout) = case;
+    let mut rng = Rng::new(seed);
+    let s = Shape::new(b, h, w, cin);
+    let x = rng.normal_vec(s.pixels() * cin, 1.0);
+    let wt = rng.normal_vec(9 * cin * cout, 0.3);
+    let bias = rng.normal_vec(cout, 0.5);
+    let weights = conv::ConvWeights::new(&g, "test", cin, cout, &wt, &bias).unwrap();
+    let xin = g.tensor_from("x", &pad_channels(&x, s)).unwrap();
+    let so = Shape { channels: cout, ..s };
+    let y = g.tensor_filled("y", so.padded_len(), f32::NAN).unwrap();
+    let d = conv::forward(&g, config, &weights, s, &xin, &y, relu).await.unwrap();
+    g.run("conv forward test", &[&d]).await.unwrap();
+    let got = unpad_channels(&g.read(&y).await.unwrap(), so);
+    let xr = if relu { r::relu(&x) } else { x.clone() };
+    let want = r::conv3x3_forward(&xr, s, &wt, &bias, cout);
+    common::assert_close(&format!("conv forward {} {case:?} relu={relu}", config.name()), &got, &want, 1e-4);
+}
+
+async fn check_backward(config: ConvConfig, case: (usize, usize, usize, usize, usize), masked: bool, seed: u64) {
+    let g = common::gpu().await;
+    let (b, h, w, cin, cout) = case;
+    let mut rng = Rng::new(seed);
+    let s = Shape::new(b, h, w, cin);
+    let so = Shape { channels: cout, ..s };
+    let dy = rng.normal_vec(so.pixels() * cout, 1.0);
+    let wt = rng.normal_vec(9 * cin * cout, 0.3);
+    let bias = rng.normal_vec(cout, 0.5);
+    let mask = rng.normal_vec(s.pixels() * cin, 1.0);
+    let weights = conv::ConvWeights::new(&g, "test", cin, cout, &wt, &bias).unwrap();
+    let dyt = g.tensor_from("dy", &pad_channels(&dy, so)).unwrap();
+    let mt = g.tensor_from("mask", &pad_channels(&mask, s)).unwrap();
+    let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
+    let d = conv::backward_input(&g, config, &weights, s, &dyt, &dx, masked.then_some(&mt)).await.unwrap();
+    g.run("conv backward test", &[&d]).await.unwrap();
+    let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
+    let mut want = r::conv3x3_backward_input(&dy, s, &wt, cout);
+    if masked {
+        want = r::relu_backward(&want, &mask);
+    }
+    common::assert_close(&format!("conv backward {} {case:?} mask={masked}", config.name()), &got, &want, 1e-4);
+}
+
+gpu_test! {
+    async fn conv_forward_register_llvmpipe_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_forward(ConvConfig::LLVMPIPE, *case, i % 2 == 1, i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    async fn conv_forward_register_swiftshader_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_forward(ConvConfig::SWIFTSHADER, *case, i % 2 == 0, 10 + i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    async fn conv_forward_tiled_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_forward(ConvConfig::TILED, *case, i % 2 == 1, 20 + i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    async fn conv_backward_register_llvmpipe_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_backward(ConvConfig::LLVMPIPE, *case, i % 2 == 0, 30 + i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    async fn conv_backward_register_swiftshader_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_backward(ConvConfig::SWIFTSHADER, *case, i % 2 == 1, 40 + i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    async fn conv_backward_tiled_schedule() {
+        for (i, case) in CASES.iter().enumerate() {
+            check_backward(ConvConfig::TILED, *case, i % 2 == 0, 50 + i as u64).await;
+        }
+    }
+}
+
+gpu_test! {
+    /// More workgroups than one dimension allows: the dispatch is split in two
+    /// dimensions and every output is still written once.
+    async fn conv_forward_many_workgroups() {
+        let g = common::gpu().await;
+        // One invocation per workgroup and one 4-pixel tile per row: 66,000 rows
+        // give 66,000 workgroups, past the 65,535 per-dimension limit.
+        assert!(g.limits.max_compute_workgroups_per_dimension < 66_000, "adapter allows {} workgroups per dimension: pick a taller image", g.limits.max_compute_workgroups_per_dimension);
+        let config = ConvConfig::Register { px: 4, co4: 1, wg: 1 };
+        check_forward(config, (1, 66_000, 3, 4, 4), true, 99).await;
+    }
+}

@@ -1,0 +1,62 @@
+//! Each shader is valid WGSL on its own, and each uniform struct defined in
+//! Rust has the size of its WGSL twin.
+#![cfg(not(target_arch = "wasm32"))]
+
+use featvis::ops::{conv, fc, objective, pool};
+
+fn module(name: &str, src: &str) -> naga::Module {
+    let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&m)
+        .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
+    m
+}
+
+fn struct_size(m: &naga::Module, name: &str) -> u32 {
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(m.to_ctx()).unwrap();
+    for (h, t) in m.types.iter() {
+        if t.name.as_deref() == Some(name) {
+            return layouter[h].size;
+        }
+    }
+    panic!("struct {name} not found")
+}
+
+#[test]
+fn uniform_structs_match_wgsl() {
+    let cases: [(&str, &str, &str, usize); 6] = [
+        ("conv.wgsl", conv::SHADER, "ConvParams", std::mem::size_of::<conv::ConvParams>()),
+        ("pool.wgsl", pool::SHADER, "PoolParams", std::mem::size_of::<pool::PoolParams>()),
+        ("fc.wgsl", fc::SHADER, "FcParams", std::mem::size_of::<fc::FcParams>()),
+        ("objective.wgsl", objective::SHADER, "ObjParams", std::mem::size_of::<objective::ObjParams>()),
+        ("objective.wgsl", objective::SHADER, "ObjSpec", std::mem::size_of::<objective::ObjSpec>()),
+        ("conv.wgsl", conv::SHADER, "ConvParams", 48),
+    ];
+    for (file, src, name, rust) in cases {
+        let m = module(file, src);
+        assert_eq!(struct_size(&m, name) as usize, rust, "{file}: {name}");
+    }
+}
+
+#[test]
+fn every_shader_file_is_valid_wgsl_alone() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|s| s.to_str()) == Some("wgsl") {
+            let src = std::fs::read_to_string(&p).unwrap();
+            module(&p.display().to_string(), &src);
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "found only {n} shaders");
+}
+
+#[test]
+fn specialization_rewrites_constants_and_stays_valid() {
+    let src = featvis::gpu::specialize("conv.wgsl", conv::SHADER, &[("PX", 4), ("CO4", 2), ("WG", 64), ("RELU_INPUT", 1)]).unwrap();
+    assert!(src.contains("const PX: u32 = 4u;") && src.contains("const CO4: u32 = 2u;"));
+    module("conv.wgsl specialized", &src);
+}

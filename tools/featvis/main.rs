@@ -1,0 +1,55 @@
+//! The `featvis` command line: benchmark the kernels (more subcommands come
+//! with the renderer and the weights tools).
+
+mod args;
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+featvis — feature visualization of VGG16 on the GPU
+
+usage:
+  featvis bench [--size N] [--batch B] [--layers conv1_1,conv5_3] [--json]
+      GFLOP/s of every conv layer's forward and backward kernel, and ms for a
+      whole forward+backward step to conv5_3 (random weights; speed only).
+  featvis adapter
+      Print the GPU adapter, its limits and the conv schedule chosen for it.
+";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let result = match argv.first().map(String::as_str) {
+        Some("bench") => bench::main(&argv[1..]),
+        Some("adapter") => adapter(),
+        Some("-h") | Some("--help") | Some("help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command `{other}`; run `featvis --help` for the list")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("featvis: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn adapter() -> Result<(), String> {
+    let gpu = pollster::block_on(featvis::Gpu::new()).map_err(|e| e.to_string())?;
+    println!("adapter: {}", gpu.adapter);
+    println!("conv schedule: {}", gpu.conv_config.name());
+    println!("features: {:?}", gpu.features);
+    let l = &gpu.limits;
+    println!(
+        "limits: storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, {} invocations/workgroup, {} storage buffers/stage",
+        l.max_storage_buffer_binding_size >> 20,
+        l.max_buffer_size >> 20,
+        l.max_compute_workgroup_storage_size >> 10,
+        l.max_compute_invocations_per_workgroup,
+        l.max_storage_buffers_per_shader_stage
+    );
+    Ok(())
+}
