@@ -37,8 +37,10 @@ pub enum ConvConfig {
 }
 
 impl ConvConfig {
-    /// llvmpipe: 16 pixels × 16 channels per invocation, 16 per workgroup.
-    pub const LLVMPIPE: ConvConfig = ConvConfig::Register { px: 16, co4: 4, wg: 16 };
+    /// llvmpipe: 4 pixels × 128 channels per invocation (8 × 64 on 64-channel
+    /// layers), 8 per workgroup: the fastest of a sweep whose results pass
+    /// the parity tests (wider rows run faster but llvmpipe computes them wrong).
+    pub const LLVMPIPE: ConvConfig = ConvConfig::Register { px: 4, co4: 32, wg: 8 };
     /// SwiftShader: 4 pixels × 16 channels; larger unrolled tiles hang its compiler.
     pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 4, co4: 4, wg: 64 };
     pub const TILED: ConvConfig = ConvConfig::Tiled;
@@ -215,7 +217,10 @@ impl Gpu {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let conv_config = Self::pick_conv_config(&info, &limits);
+        let conv_config = match Self::conv_config_from_env() {
+            Some(c) => c,
+            None => Self::pick_conv_config(&info, &limits),
+        };
         Ok(Gpu {
             device,
             queue,
@@ -226,6 +231,28 @@ impl Gpu {
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
         })
+    }
+
+    /// `FEATVIS_CONV=tiled` or `FEATVIS_CONV=register:PX,CO4,WG` overrides the
+    /// schedule (for tuning on a new adapter; every schedule is tested).
+    fn conv_config_from_env() -> Option<ConvConfig> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let v = std::env::var("FEATVIS_CONV").ok()?;
+            if v == "tiled" {
+                return Some(ConvConfig::Tiled);
+            }
+            let nums: Vec<u32> = v.strip_prefix("register:")?.split(',').filter_map(|n| n.parse().ok()).collect();
+            if let [px, co4, wg] = nums[..] {
+                if (1..=crate::ops::conv::MAX_PX).contains(&px) && (1..=crate::ops::conv::MAX_CO4).contains(&co4) && wg > 0 {
+                    return Some(ConvConfig::Register { px, co4, wg });
+                }
+            }
+            eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled` or `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32");
+            None
+        }
+        #[cfg(target_arch = "wasm32")]
+        None
     }
 
     fn pick_conv_config(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> ConvConfig {
@@ -348,10 +375,16 @@ impl Gpu {
         };
         let source = specialize(spec.shader, spec.source, &constants)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        // Bounds checks stay on; the loop-bounding counters naga adds to every
+        // loop are dropped: every loop in shaders/ has a fixed or uniform trip
+        // count, and the counters cost ~10% on llvmpipe.
+        let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+        // SAFETY: only the loop-bounding check is disabled (see above);
+        // out-of-bounds indexing is still clamped.
+        let module = unsafe { self.device.create_shader_module_trusted(wgpu::ShaderModuleDescriptor {
             label: Some(spec.shader),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        }, checks) };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
             .bindings
             .iter()

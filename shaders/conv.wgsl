@@ -31,7 +31,7 @@ struct ConvParams {
     co4_stride: u32, // output-channel vec4s per weight row (padded to 16)
     tiles_x: u32,    // register: ceil(width / PX); tiled: ceil(B*H*W / 64)
     tiles_co: u32,   // register: ceil(cout4 / CO4); tiled: ceil(cout4 / 16)
-    total: u32,      // invocations that do work
+    total: u32,      // register: pixel tiles (tiles_x * H * B); tiled: invocations that do work
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -55,14 +55,18 @@ fn finish(v: vec4<f32>, co: u32, oi: u32, has_bias: bool, mask_output: bool) -> 
     return r;
 }
 
-fn register_body(gid: u32, relu_input: bool, has_bias: bool, mask_output: bool) {
-    if (gid >= p.total) {
+// Workgroup w takes output-channel tile (w % tiles_co) for WG consecutive
+// pixel tiles; its lanes differ only in pixels, so every weight address is
+// the same across the workgroup (uniform loads, one per workgroup on CPU
+// adapters) and only input loads diverge.
+fn register_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: bool) {
+    let ct = wid % p.tiles_co;
+    let pt = (wid / p.tiles_co) * WG + li;
+    if (pt >= p.total) {
         return;
     }
-    let xt = gid % p.tiles_x;
-    var r = gid / p.tiles_x;
-    let ct = r % p.tiles_co;
-    r = r / p.tiles_co;
+    let xt = pt % p.tiles_x;
+    let r = pt / p.tiles_x;
     let oy = r % p.height;
     let b = r / p.height;
     let x0 = xt * PX;
@@ -126,7 +130,7 @@ fn conv3x3_forward_register(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    register_body((wg.x + wg.y * nwg.x) * WG + li, RELU_INPUT != 0u, HAS_BIAS != 0u, false);
+    register_body(wg.x + wg.y * nwg.x, li, RELU_INPUT != 0u, HAS_BIAS != 0u, false);
 }
 
 @compute @workgroup_size(WG)
@@ -135,7 +139,7 @@ fn conv3x3_backward_input_register(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    register_body((wg.x + wg.y * nwg.x) * WG + li, false, false, MASK_OUTPUT != 0u);
+    register_body(wg.x + wg.y * nwg.x, li, false, false, MASK_OUTPUT != 0u);
 }
 
 // ---- tiled schedule -------------------------------------------------------

@@ -13,8 +13,10 @@ use featvis::ConvConfig;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 /// (batch, height, width, cin, cout)
-const CASES: [(usize, usize, usize, usize, usize); 5] =
-    [(1, 7, 9, 3, 5), (3, 13, 17, 5, 64), (1, 30, 30, 64, 70), (3, 7, 9, 70, 3), (2, 5, 33, 16, 20)];
+/// Output channel counts cover every effective register tile: 5 → 2 vec4,
+/// 64 and 70 → 16, 3 → 1, 20 → 4, 130 → 32.
+const CASES: [(usize, usize, usize, usize, usize); 6] =
+    [(1, 7, 9, 3, 5), (3, 13, 17, 5, 64), (1, 30, 30, 64, 70), (3, 7, 9, 70, 3), (2, 5, 33, 16, 20), (1, 9, 11, 36, 130)];
 
 async fn check_forward(config: ConvConfig, case: (usize, usize, usize, usize, usize), relu: bool, seed: u64) {
     let g = common::gpu().await;

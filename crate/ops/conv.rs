@@ -32,10 +32,15 @@ pub struct ConvParams {
 const BINDINGS: [Binding; 6] =
     [Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite];
 
-/// Output-channel vec4s per weight row: padded to 16 (64 channels) so that
-/// weight loads of every schedule stay in bounds.
+/// Largest register tile of output-channel vec4s a schedule may use.
+pub const MAX_CO4: u32 = 32;
+/// Largest register tile of pixels (llvmpipe computes wider rows wrong).
+pub const MAX_PX: u32 = 16;
+
+/// Output-channel vec4s per weight row: padded to a multiple of
+/// [`MAX_CO4`] so that weight loads of every schedule stay in bounds.
 pub fn co4_stride(cout: usize) -> usize {
-    c4(cout).div_ceil(16) * 16
+    c4(cout).div_ceil(MAX_CO4 as usize) * MAX_CO4 as usize
 }
 
 /// Pack HWIO weights (3, 3, cin, cout) into the kernel layout
@@ -112,6 +117,24 @@ fn entry(config: ConvConfig, backward: bool) -> &'static str {
     }
 }
 
+/// The schedule actually used for a layer with `cout` output channels: a
+/// register tile wider than the layer's channels would compute padding, so
+/// narrow layers trade channels for pixels (same accumulator count; at most
+/// 16 pixels, since llvmpipe miscompiles rows of 24 and more — the parity
+/// tests caught it).
+pub fn effective(config: ConvConfig, cout: usize) -> ConvConfig {
+    match config {
+        ConvConfig::Register { px, co4, wg } => {
+            let avail = c4(cout).max(1);
+            let pow2 = 1usize << (usize::BITS - 1 - avail.leading_zeros());
+            let co4_eff = (co4 as usize).min(pow2).max(1) as u32;
+            let px_eff = if co4_eff < co4 { (px * co4 / co4_eff).min(MAX_PX).max(px) } else { px };
+            ConvConfig::Register { px: px_eff, co4: co4_eff, wg }
+        }
+        ConvConfig::Tiled => ConvConfig::Tiled,
+    }
+}
+
 async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Result<Arc<Kernel>> {
     let mut constants = Vec::new();
     let mut workgroup_size = 256;
@@ -141,8 +164,8 @@ fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, c
         ConvConfig::Register { px, co4, wg } => {
             let tx = shape.width.div_ceil(px as usize);
             let tc = c4(cout).div_ceil(co4 as usize);
-            let total = tx * tc * shape.height * shape.batch;
-            (tx, tc, total, (total as u64).div_ceil(wg as u64))
+            let pixel_tiles = tx * shape.height * shape.batch;
+            (tx, tc, pixel_tiles, (pixel_tiles as u64).div_ceil(wg as u64) * tc as u64)
         }
         ConvConfig::Tiled => {
             let tm = pixels.div_ceil(64);
@@ -182,6 +205,7 @@ pub async fn forward(
     let out_shape = Shape { channels: weights.cout, ..shape };
     check_len(&name, "input", input, in_shape.padded_len())?;
     check_len(&name, "output", output, out_shape.padded_len())?;
+    let config = effective(config, weights.cout);
     let k = kernel(gpu, config, false, relu_input).await?;
     let (p, groups) = params(gpu, config, &name, shape, weights.cin, weights.cout)?;
     let unused = dummy(gpu, &name)?;
@@ -216,6 +240,7 @@ pub async fn backward_input(
     if let Some(m) = mask {
         check_len(&name, "mask", m, in_shape.padded_len())?;
     }
+    let config = effective(config, weights.cin);
     let k = kernel(gpu, config, true, mask.is_some()).await?;
     let (p, groups) = params(gpu, config, &name, shape, weights.cout, weights.cin)?;
     let unused = dummy(gpu, &name)?;
