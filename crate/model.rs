@@ -336,6 +336,12 @@ impl Network {
         let list = nodes(has_fc);
         let all_shapes = shapes(batch, height, width, has_fc, model.classes());
         let input_shape = Shape::new(batch, height, width, 3);
+        // Check every buffer against the device before computing any length
+        // (on wasm32 the lengths themselves could overflow).
+        gpu.check_binding(&format!("input image ({input_shape})"), input_shape.padded_bytes())?;
+        for ((name, _), shape) in list.iter().zip(&all_shapes).take(target.node + 1) {
+            gpu.check_binding(&format!("{name} output ({shape})"), shape.padded_bytes())?;
+        }
         let input = gpu.tensor("input image", input_shape.padded_len())?;
         let grad_input = gpu.tensor("input gradient", input_shape.padded_len())?;
 

@@ -34,7 +34,13 @@ impl Shape {
     pub fn c4(&self) -> usize {
         c4(self.channels)
     }
-    /// f32 values in the padded storage.
+    /// Bytes of the padded storage, computed in 64 bits (no overflow on
+    /// wasm32, where usize is 32 bits).
+    pub fn padded_bytes(&self) -> u64 {
+        [self.batch, self.height, self.width, self.c4(), 16].iter().fold(1u64, |a, &v| a.saturating_mul(v as u64))
+    }
+    /// f32 values in the padded storage (check [`Shape::padded_bytes`] against
+    /// the device limits first).
     pub fn padded_len(&self) -> usize {
         self.batch * self.height * self.width * self.c4() * 4
     }

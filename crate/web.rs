@@ -1,0 +1,66 @@
+//! The wasm facade: a thin newtype over the Rust API. Async constructors,
+//! typed arrays in and out, every export returns Result<_, JsError>.
+
+use wasm_bindgen::prelude::*;
+
+use crate::gpu::Gpu;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Is WebGPU available in this browser at all?
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    let navigator = js_sys::Reflect::get(&global, &JsValue::from_str("navigator")).unwrap_or(JsValue::UNDEFINED);
+    if navigator.is_undefined() {
+        return false;
+    }
+    js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")).map(|g| !g.is_undefined()).unwrap_or(false)
+}
+
+/// The GPU engine behind the page and the widget.
+#[wasm_bindgen]
+pub struct Engine {
+    gpu: Gpu,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Open the WebGPU device. Fails with a message a user can act on when
+    /// the browser has no WebGPU.
+    pub async fn create() -> Result<Engine, JsError> {
+        if !has_webgpu() {
+            return Err(JsError::new(
+                "this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, \
+                 or Firefox/Safari with WebGPU enabled",
+            ));
+        }
+        let gpu = Gpu::new().await.map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(Engine { gpu })
+    }
+
+    /// The adapter, in words.
+    pub fn adapter(&self) -> String {
+        self.gpu.adapter.to_string()
+    }
+
+    /// The conv schedule chosen for this adapter.
+    #[wasm_bindgen(js_name = convSchedule)]
+    pub fn conv_schedule(&self) -> String {
+        self.gpu.conv_config.name()
+    }
+
+    /// Largest storage binding, in bytes.
+    #[wasm_bindgen(js_name = maxBindingBytes)]
+    pub fn max_binding_bytes(&self) -> f64 {
+        self.gpu.max_binding_bytes() as f64
+    }
+}
+
+impl Engine {
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+}
