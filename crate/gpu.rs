@@ -41,14 +41,33 @@ impl ConvConfig {
     /// layers), 8 per workgroup: the fastest of a sweep whose results pass
     /// the parity tests (wider rows run faster but llvmpipe computes them wrong).
     pub const LLVMPIPE: ConvConfig = ConvConfig::Register { px: 4, co4: 32, wg: 8 };
-    /// SwiftShader: 4 pixels × 16 channels; larger unrolled tiles hang its compiler.
-    pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 4, co4: 4, wg: 64 };
+    /// SwiftShader (Chromium's software WebGPU): 8 pixels × 64 channels, 8
+    /// per workgroup; measured fastest of the sweep in `tools/browser-bench.mjs`.
+    pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 8, co4: 16, wg: 8 };
     pub const TILED: ConvConfig = ConvConfig::Tiled;
 
     pub fn name(&self) -> String {
         match self {
             ConvConfig::Register { px, co4, wg } => format!("register(px={px},co={},wg={wg})", co4 * 4),
             ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
+        }
+    }
+
+    /// Parse `tiled` or `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG 1..=256).
+    pub fn parse(text: &str) -> Option<ConvConfig> {
+        if text == "tiled" {
+            return Some(ConvConfig::Tiled);
+        }
+        let nums: Vec<u32> = text.strip_prefix("register:")?.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+        match nums[..] {
+            [px, co4, wg]
+                if (1..=crate::ops::conv::MAX_PX).contains(&px)
+                    && (1..=crate::ops::conv::MAX_CO4).contains(&co4)
+                    && (1..=256).contains(&wg) =>
+            {
+                Some(ConvConfig::Register { px, co4, wg })
+            }
+            _ => None,
         }
     }
 
@@ -69,7 +88,8 @@ pub struct AdapterSummary {
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        let name = if self.name.is_empty() { "unnamed adapter" } else { self.name.as_str() };
+        write!(f, "{name} ({}, {}", self.backend, self.device_type)?;
         if !self.driver.is_empty() {
             write!(f, ", {}", self.driver)?;
         }
@@ -239,17 +259,11 @@ impl Gpu {
         #[cfg(not(target_arch = "wasm32"))]
         {
             let v = std::env::var("FEATVIS_CONV").ok()?;
-            if v == "tiled" {
-                return Some(ConvConfig::Tiled);
+            let c = ConvConfig::parse(&v);
+            if c.is_none() {
+                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled` or `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32");
             }
-            let nums: Vec<u32> = v.strip_prefix("register:")?.split(',').filter_map(|n| n.parse().ok()).collect();
-            if let [px, co4, wg] = nums[..] {
-                if (1..=crate::ops::conv::MAX_PX).contains(&px) && (1..=crate::ops::conv::MAX_CO4).contains(&co4) && wg > 0 {
-                    return Some(ConvConfig::Register { px, co4, wg });
-                }
-            }
-            eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled` or `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32");
-            None
+            c
         }
         #[cfg(target_arch = "wasm32")]
         None
@@ -257,7 +271,9 @@ impl Gpu {
 
     fn pick_conv_config(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> ConvConfig {
         let text = format!("{} {} {}", info.name, info.driver, info.driver_info).to_lowercase();
-        if text.contains("swiftshader") {
+        // In a browser the adapter is not named; a CPU adapter there is SwiftShader.
+        let browser_cpu = cfg!(target_arch = "wasm32") && info.device_type == wgpu::DeviceType::Cpu;
+        if text.contains("swiftshader") || browser_cpu {
             ConvConfig::SWIFTSHADER
         } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
             ConvConfig::LLVMPIPE

@@ -1,6 +1,7 @@
 //! featvis: feature visualization of VGG16 with hand-written WGSL compute
 //! shaders, natively (CLI, tests) and in the browser (wasm + WebGPU).
 
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod model;

@@ -64,3 +64,31 @@ impl Engine {
         &self.gpu
     }
 }
+
+#[wasm_bindgen]
+impl Engine {
+    /// Use another conv schedule: `tiled` or `register:PX,CO4,WG`.
+    #[wasm_bindgen(js_name = setConvSchedule)]
+    pub fn set_conv_schedule(&mut self, text: &str) -> Result<(), JsError> {
+        self.gpu.conv_config = crate::gpu::ConvConfig::parse(text)
+            .ok_or_else(|| JsError::new(&format!("unknown conv schedule `{text}`: use `tiled` or `register:PX,CO4,WG`")))?;
+        Ok(())
+    }
+
+    /// Benchmark the conv kernels (see `featvis bench`); `layers` is a comma
+    /// list or empty for all; `progress` is called with each layer's name.
+    /// Returns the report as a JSON string.
+    pub async fn bench(&self, size: usize, batch: usize, layers: String, progress: Option<js_sys::Function>) -> Result<String, JsError> {
+        let layers: Vec<String> = layers.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let now = || js_sys::Date::now();
+        let mut report = |l: &crate::bench::LayerFigures| {
+            if let Some(f) = &progress {
+                let _ = f.call1(&JsValue::NULL, &JsValue::from_str(l.name));
+            }
+        };
+        let r = crate::bench::run(&self.gpu, size, batch, &layers, 300.0, &now, &mut report)
+            .await
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(r.to_json())
+    }
+}

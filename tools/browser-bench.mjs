@@ -1,0 +1,37 @@
+// Runs the kernel benchmark in headless Chromium (WebGPU on SwiftShader) on
+// the built page and prints its JSON report; with --screenshot FILE also
+// saves a picture of the page.
+//   node tools/browser-bench.mjs [--size 64] [--batch 1] [--layers conv1_2,conv3_2] [--schedule register:4,4,64]
+import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const server = await serve(0);
+const port = server.address().port;
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: [
+    "--enable-unsafe-webgpu", "--no-sandbox", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-gpu-watchdog", "--disable-dev-shm-usage",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
+  page.on("console", (m) => console.error(`[page] ${m.text()}`));
+  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.waitForFunction(() => window.featvis?.ready || window.featvis?.error, null, { timeout: 60_000 });
+  const err = await page.evaluate(() => window.featvis.error);
+  if (err) throw new Error(`page failed to start: ${err}`);
+  const report = await page.evaluate(
+    async ({ size, batch, layers, schedule }) => window.featvis.bench(size, batch, layers, schedule),
+    { size: Number(args.size ?? 64), batch: Number(args.batch ?? 1), layers: args.layers ?? "", schedule: args.schedule ?? "" },
+  );
+  if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+  console.log(report);
+} finally {
+  await browser.close();
+  server.close();
+}
