@@ -136,6 +136,10 @@ impl Dispatch {
     pub fn workgroups(&self) -> [u32; 3] {
         self.workgroups
     }
+    /// The uniform buffer, for kernels whose uniform changes per step (Adam).
+    pub fn uniform(&self) -> Option<&wgpu::Buffer> {
+        self._uniform.as_ref()
+    }
 }
 
 /// A GPU buffer of f32 values with the label it was created under.
@@ -528,7 +532,7 @@ impl Gpu {
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&kernel.name),
                 contents: u,
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             })
         });
         let mut entries = Vec::new();

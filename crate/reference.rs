@@ -343,3 +343,57 @@ pub fn objective_seed(z: &[f32], s: Shape, b: usize, channel: usize, neuron: Opt
         }
     }
 }
+
+/// Lucid's colour decorrelation then sigmoid, per pixel: img = σ(C t) with
+/// C = color_correlation_svd_sqrt / 0.4619524 (or σ(t) without decorrelation).
+pub fn color_sigmoid_forward(t: &[f32], decorrelate: bool) -> Vec<f32> {
+    use crate::ops::image::{COLOR_CORRELATION_SQRT as M, MAX_NORM};
+    let mut out = vec![0.0; t.len()];
+    for (o, px) in out.chunks_exact_mut(3).zip(t.chunks_exact(3)) {
+        for i in 0..3 {
+            let z: f64 = if decorrelate {
+                (0..3).map(|j| M[i][j] as f64 / MAX_NORM as f64 * px[j] as f64).sum()
+            } else {
+                px[i] as f64
+            };
+            o[i] = (1.0 / (1.0 + (-z).exp())) as f32;
+        }
+    }
+    out
+}
+
+/// Its adjoint (Jacobian transpose) given the forward output `img`.
+pub fn color_sigmoid_backward(dimg: &[f32], img: &[f32], decorrelate: bool) -> Vec<f32> {
+    use crate::ops::image::{COLOR_CORRELATION_SQRT as M, MAX_NORM};
+    let mut out = vec![0.0; dimg.len()];
+    for ((o, d), s) in out.chunks_exact_mut(3).zip(dimg.chunks_exact(3)).zip(img.chunks_exact(3)) {
+        let dz: Vec<f64> = (0..3).map(|i| d[i] as f64 * s[i] as f64 * (1.0 - s[i] as f64)).collect();
+        for j in 0..3 {
+            o[j] = if decorrelate { (0..3).map(|i| M[i][j] as f64 / MAX_NORM as f64 * dz[i]).sum::<f64>() as f32 } else { dz[j] as f32 };
+        }
+    }
+    out
+}
+
+/// The weights' preprocessing of [0, 1] RGB pixels.
+pub fn preprocess_forward(img: &[f32], pre: &crate::ops::image::Preprocess) -> Vec<f32> {
+    let perm = pre.perm();
+    let mut out = vec![0.0; img.len()];
+    for (o, px) in out.chunks_exact_mut(3).zip(img.chunks_exact(3)) {
+        for c in 0..3 {
+            o[c] = ((px[perm[c]] as f64 * pre.scale as f64 - pre.mean[c] as f64) / pre.std[c] as f64) as f32;
+        }
+    }
+    out
+}
+
+pub fn preprocess_backward(dx: &[f32], pre: &crate::ops::image::Preprocess) -> Vec<f32> {
+    let perm = pre.perm();
+    let mut out = vec![0.0; dx.len()];
+    for (o, d) in out.chunks_exact_mut(3).zip(dx.chunks_exact(3)) {
+        for c in 0..3 {
+            o[perm[c]] += (d[c] as f64 * pre.scale as f64 / pre.std[c] as f64) as f32;
+        }
+    }
+    out
+}

@@ -124,3 +124,23 @@ fn conv_backward_is_the_adjoint_of_forward() {
     let rhs: f64 = x.iter().zip(&aty).map(|(a, b)| *a as f64 * *b as f64).sum();
     assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
 }
+
+#[test]
+fn color_sigmoid_backward_matches_finite_differences() {
+    let mut rng = Rng::new(21);
+    let t = rng.normal_vec(5 * 3, 1.0);
+    let w = rng.normal_vec(5 * 3, 1.0);
+    for decorrelate in [true, false] {
+        let f = |t: &[f32]| -> f64 { r::color_sigmoid_forward(t, decorrelate).iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum() };
+        let img = r::color_sigmoid_forward(&t, decorrelate);
+        let g = r::color_sigmoid_backward(&w, &img, decorrelate);
+        for i in 0..t.len() {
+            let eps = 1e-2f32;
+            let (mut tp, mut tm) = (t.clone(), t.clone());
+            tp[i] += eps;
+            tm[i] -= eps;
+            let fd = (f(&tp) - f(&tm)) / (2.0 * eps as f64);
+            assert!((fd - g[i] as f64).abs() < 1e-3 * (1.0 + fd.abs()), "index {i}: fd {fd} vs {}", g[i]);
+        }
+    }
+}

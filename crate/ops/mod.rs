@@ -5,8 +5,10 @@
 //! Layout conventions shared by every op: activations are NHWC with the
 //! channel dimension padded to a multiple of 4 and read as `vec4<f32>`.
 
+pub mod adam;
 pub mod conv;
 pub mod fc;
+pub mod image;
 pub mod objective;
 pub mod pool;
 
