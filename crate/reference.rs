@@ -397,3 +397,33 @@ pub fn preprocess_backward(dx: &[f32], pre: &crate::ops::image::Preprocess) -> V
     }
     out
 }
+
+/// Lucid's fft_image on the CPU, by the direct 2-D sum (f64): spectrum
+/// (B, 3, H, FW, 2) → image (B, H, W, 3), unpadded.
+pub fn fourier_image(spec: &[f32], batch: usize, h: usize, w: usize, decay_power: f64) -> Vec<f32> {
+    use crate::ops::fourier::{inverse_width, spectrum_scale, spectrum_width};
+    use std::f64::consts::TAU;
+    let (fw, nx) = (spectrum_width(w), inverse_width(w));
+    let mut out = vec![0.0f32; batch * h * w * 3];
+    for b in 0..batch {
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut acc = 0.0f64;
+                    for ky in 0..h {
+                        for kx in 0..fw {
+                            let i = (((b * 3 + c) * h + ky) * fw + kx) * 2;
+                            let s = spectrum_scale(ky, kx, h, w, decay_power);
+                            let (re, im) = (spec[i] as f64 * s, spec[i + 1] as f64 * s);
+                            let a = TAU * (ky as f64 * y as f64 / h as f64 + kx as f64 * x as f64 / nx as f64);
+                            let wk = if kx == 0 || 2 * kx == nx { 1.0 } else { 2.0 };
+                            acc += wk * (re * a.cos() - im * a.sin());
+                        }
+                    }
+                    out[((b * h + y) * w + x) * 3 + c] = (acc / (h * nx) as f64 / 4.0) as f32;
+                }
+            }
+        }
+    }
+    out
+}

@@ -8,6 +8,7 @@
 pub mod adam;
 pub mod conv;
 pub mod fc;
+pub mod fourier;
 pub mod image;
 pub mod objective;
 pub mod pool;
