@@ -8,6 +8,7 @@ pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod rng;
+pub mod transform;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -2,7 +2,7 @@
 //! Rust has the size of its WGSL twin.
 #![cfg(not(target_arch = "wasm32"))]
 
-use featvis::ops::{adam, conv, fc, fourier, image, objective, pool};
+use featvis::ops::{adam, conv, fc, fourier, image, objective, pool, warp};
 
 fn module(name: &str, src: &str) -> naga::Module {
     let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
@@ -25,7 +25,8 @@ fn struct_size(m: &naga::Module, name: &str) -> u32 {
 
 #[test]
 fn uniform_structs_match_wgsl() {
-    let cases: [(&str, &str, &str, usize); 9] = [
+    let cases: [(&str, &str, &str, usize); 10] = [
+        ("warp.wgsl", warp::SHADER, "WarpParams", std::mem::size_of::<warp::WarpParams>()),
         ("fourier.wgsl", fourier::SHADER, "FourierParams", std::mem::size_of::<fourier::FourierParams>()),
         ("image.wgsl", image::SHADER, "ImageParams", std::mem::size_of::<image::ImageParams>()),
         ("adam.wgsl", adam::SHADER, "AdamParams", std::mem::size_of::<adam::AdamParams>()),

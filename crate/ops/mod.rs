@@ -12,6 +12,7 @@ pub mod fourier;
 pub mod image;
 pub mod objective;
 pub mod pool;
+pub mod warp;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
