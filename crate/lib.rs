@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
+pub mod png;
 pub mod reference;
 pub mod rng;
 pub mod transform;

@@ -94,6 +94,11 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// The GPU kernels' form of the same preprocessing.
+    pub fn to_preprocess(&self) -> crate::ops::image::Preprocess {
+        crate::ops::image::Preprocess { bgr: self.channel_order_bgr, scale: self.scale, mean: self.mean, std: self.std }
+    }
+
     /// Keras / caffe VGG16: BGR, ×255, mean (103.939, 116.779, 123.68) for B, G, R, no std.
     pub fn keras() -> Self {
         Preprocessing { channel_order_bgr: true, scale: 255.0, mean: [103.939, 116.779, 123.68], std: [1.0, 1.0, 1.0] }

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod render;
 mod weights;
 
 use std::process::ExitCode;
@@ -14,6 +15,10 @@ usage:
   featvis bench [--size N] [--batch B] [--layers conv1_1,conv5_3] [--json]
       GFLOP/s of every conv layer's forward and backward kernel, and ms for a
       whole forward+backward step to conv5_3 (random weights; speed only).
+  featvis render [--weights FILE] [--layer conv4_3] [--channels 0-7] [--size 128] [--steps 512]
+                 [--transforms distill|lucid|none] [--param fft|pixel] [--seed 1] [--batch 8] [--out grid.png]
+      Visualize channels of a layer (channel objective) into a PNG grid (a first version:
+      no redirected ReLU yet).
   featvis adapter
       Print the GPU adapter, its limits and the conv schedule chosen for it.
   featvis fetch-weights [--out-dir www/weights]
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let result = match argv.first().map(String::as_str) {
         Some("bench") => bench::main(&argv[1..]),
+        Some("render") => render::main(&argv[1..]),
         Some("adapter") => adapter(),
         Some("fetch-weights") => weights::fetch_main(&argv[1..]),
         Some("info") => weights::info_main(&argv[1..]),
