@@ -1,12 +1,14 @@
 //! One optimization step on the GPU, recorded into one encoder and
 //! submitted once (DESIGN §2):
 //!
+//! ```text
 //!     parameter (Fourier spectrum or pixels)
 //!       → image t → colour decorrelation + sigmoid → image in [0, 1]
 //!       → random affine warp (one map per image) → preprocessing
 //!       → VGG16 forward to the target → objective → backward to the input
 //!       → adjoints of preprocessing, warp, colour, parameterization
 //!       → Adam on the parameter
+//! ```
 //!
 //! Every buffer, pipeline and bind group is created once, in [`Pipeline::new`].
 //! Per step only the warp maps and Adam's step size are written.
