@@ -70,11 +70,6 @@ impl ConvConfig {
             _ => None,
         }
     }
-
-    /// All configurations, for tests that check each one against the reference.
-    pub fn all() -> [ConvConfig; 3] {
-        [Self::LLVMPIPE, Self::SWIFTSHADER, Self::TILED]
-    }
 }
 
 /// What we know of the adapter, in words.

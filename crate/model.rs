@@ -12,7 +12,7 @@ use crate::ops::conv::{self, ConvWeights};
 use crate::ops::fc::{self, FcWeights};
 use crate::ops::objective::{self, ObjSpec, Target};
 use crate::ops::pool;
-use crate::ops::{c4, Shape};
+use crate::ops::Shape;
 use crate::rng::Rng;
 
 /// (name, input channels, output channels) of the 13 conv layers.
@@ -299,7 +299,8 @@ pub struct Network {
     /// Per-image objective values, 4 words each (value in the first).
     pub values: Tensor,
     specs: Tensor,
-    grads: [Tensor; 2],
+    // Ping-pong gradient buffers, owned here (the dispatches bind them).
+    _grads: [Tensor; 2],
     forward: Vec<Dispatch>,
     seed: Dispatch,
     value: Dispatch,
@@ -414,7 +415,7 @@ impl Network {
             }
             cur = 1 - cur;
         }
-        Ok(Network { config, target, input, input_shape, acts, grad_input, values, specs, grads, forward, seed, value, backward })
+        Ok(Network { config, target, input, input_shape, acts, grad_input, values, specs, _grads: grads, forward, seed, value, backward })
     }
 
     /// Shape of the target layer's output.
@@ -491,10 +492,6 @@ impl Network {
         Some((fwd, bwd))
     }
 
-    pub fn gradient_buffers(&self) -> &[Tensor; 2] {
-        &self.grads
-    }
-
     /// Gradient of the objectives w.r.t. the input, unpadded (B, H, W, 3).
     pub async fn read_grad_input(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         Ok(crate::ops::unpad_channels(&gpu.read(&self.grad_input).await?, self.input_shape))
@@ -512,9 +509,4 @@ impl Network {
     pub async fn read_values(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         Ok(gpu.read(&self.values).await?.chunks(4).map(|c| c[0]).collect())
     }
-}
-
-/// Channel count helper re-exported for callers that size buffers.
-pub fn padded_channels(c: usize) -> usize {
-    c4(c) * 4
 }
