@@ -5,6 +5,7 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod objective;
 pub mod ops;
 pub mod pipeline;
 pub mod png;

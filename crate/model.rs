@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{ConvConfig, Dispatch, Gpu, Tensor};
 use crate::ops::conv::{self, ConvWeights};
 use crate::ops::fc::{self, FcWeights};
-use crate::ops::objective::{self, ObjSpec, Target};
+use crate::objective::{Objective, Plan};
+use crate::ops::objective::{self, Diversity, ObjSpec, Phase, Specs, Target};
 use crate::ops::pool;
 use crate::ops::Shape;
 use crate::rng::Rng;
@@ -284,31 +285,89 @@ pub struct Activation {
     pub tensor: Tensor,
 }
 
-/// VGG16 on a batch of B images of H×W, forward to `target` and backward
-/// from it to the input, prepared once.
+/// Where each term's value lands in the values buffer (4 floats per slot).
+#[derive(Clone, Debug, Default)]
+pub struct ValueLayout {
+    /// Per plan layer: first slot (spec k, image b at `first + k * B + b`)
+    /// and each spec's per-image factor.
+    pub layers: Vec<(usize, Vec<f32>)>,
+    /// First slot of each diversity term's per-image shares.
+    pub diversity: Vec<usize>,
+    /// First slot of the image regularizers' per-image values.
+    pub image: usize,
+    /// Slots in all.
+    pub slots: usize,
+}
+
+/// An objective's value as the GPU computed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectiveValues {
+    pub total: f64,
+    /// Each image's own value (see [`crate::reference::ObjectiveRef`]).
+    pub per_image: Vec<f64>,
+}
+
+impl ValueLayout {
+    pub fn decode(&self, batch: usize, raw: &[f32]) -> ObjectiveValues {
+        let slot = |i: usize| raw.get(4 * i).copied().unwrap_or(0.0) as f64;
+        let mut total = 0.0;
+        let mut per_image = vec![0.0; batch];
+        for (first, factors) in &self.layers {
+            for (k, f) in factors.iter().enumerate() {
+                for (b, p) in per_image.iter_mut().enumerate() {
+                    let v = slot(first + k * batch + b);
+                    total += v;
+                    *p += v * *f as f64;
+                }
+            }
+        }
+        for first in self.diversity.iter().chain(std::iter::once(&self.image)) {
+            for (b, p) in per_image.iter_mut().enumerate() {
+                let v = slot(first + b);
+                total += v;
+                *p += v;
+            }
+        }
+        ObjectiveValues { total, per_image }
+    }
+}
+
+/// VGG16 on a batch of B images of H×W, forward to the deepest layer an
+/// objective reads, the objective's values, and backward from every layer
+/// it reads to the input, prepared once. Two backward passes are prepared:
+/// the plain one and the one with Lucid's redirected ReLU gradient.
 pub struct Network {
     pub config: ConvConfig,
+    /// The deepest layer the objective reads.
     pub target: TargetLayer,
+    pub plan: Plan,
     /// Preprocessed input images (B, H, W, 4): channels 0–2, the fourth zero.
     pub input: Tensor,
     pub input_shape: Shape,
     /// Outputs of every node up to the target.
     pub acts: Vec<Activation>,
-    /// Gradient of the summed objectives with respect to `input`.
+    /// Gradient of the objective with respect to `input`.
     pub grad_input: Tensor,
-    /// Per-image objective values, 4 words each (value in the first).
+    /// Objective values (see [`ValueLayout`]); room after the slots for the
+    /// diversity coefficients.
     pub values: Tensor,
-    specs: Tensor,
-    // Ping-pong gradient buffers, owned here (the dispatches bind them).
+    pub layout: ValueLayout,
+    specs: Vec<Specs>,
+    // Buffers the dispatches bind.
     _grads: [Tensor; 2],
+    _flags: Tensor,
+    _diversity: Vec<Option<Diversity>>,
     forward: Vec<Dispatch>,
-    seed: Dispatch,
-    value: Dispatch,
+    value: Vec<Dispatch>,
     backward: Vec<Dispatch>,
+    backward_redirect: Vec<Dispatch>,
+    /// Index in `backward` of each node's own backward dispatch.
+    node_backward: Vec<usize>,
 }
 
 impl Network {
-    /// Prepare a network. `target` is a layer name (see [`resolve`]).
+    /// A network whose objective is one term per image at layer `target`
+    /// (see [`resolve`]), set with [`Network::set_objectives`].
     pub async fn new(gpu: &Gpu, model: &Vgg16, batch: usize, height: usize, width: usize, target: &str) -> Result<Network> {
         Self::with_config(gpu, model, gpu.conv_config, batch, height, width, target).await
     }
@@ -323,10 +382,25 @@ impl Network {
         target: &str,
     ) -> Result<Network> {
         let has_fc = model.has_fc();
-        let target = resolve(target, has_fc)?;
+        let objective = Objective::per_image((0..batch.max(1)).map(|_| Objective::channel(target, 0)).collect())?;
+        let plan = crate::objective::plan(&objective, batch, height, width, has_fc, model.classes())?;
+        let mut net = Self::with_plan(gpu, model, config, height, width, plan).await?;
+        net.target = resolve(target, has_fc)?;
+        Ok(net)
+    }
+
+    /// A network for an objective resolved with [`crate::objective::plan`].
+    pub async fn with_plan(gpu: &Gpu, model: &Vgg16, config: ConvConfig, height: usize, width: usize, plan: Plan) -> Result<Network> {
+        let has_fc = model.has_fc();
+        let batch = plan.batch;
         if batch == 0 {
             return Err(Error::Invalid("batch must be at least 1".into()));
         }
+        let deepest = plan.deepest().ok_or_else(|| {
+            Error::Invalid("the objective reads no layer of the network: add a term such as `conv4_3:12`".into())
+        })?;
+        let list = nodes(has_fc);
+        let target = resolve(&list[deepest].0, has_fc)?;
         let need = min_size(&target, has_fc);
         if height < need || width < need {
             return Err(Error::Invalid(format!(
@@ -334,13 +408,12 @@ impl Network {
                 target.name
             )));
         }
-        let list = nodes(has_fc);
         let all_shapes = shapes(batch, height, width, has_fc, model.classes());
         let input_shape = Shape::new(batch, height, width, 3);
         // Check every buffer against the device before computing any length
         // (on wasm32 the lengths themselves could overflow).
         gpu.check_binding(&format!("input image ({input_shape})"), input_shape.padded_bytes())?;
-        for ((name, _), shape) in list.iter().zip(&all_shapes).take(target.node + 1) {
+        for ((name, _), shape) in list.iter().zip(&all_shapes).take(deepest + 1) {
             gpu.check_binding(&format!("{name} output ({shape})"), shape.padded_bytes())?;
         }
         let input = gpu.tensor("input image", input_shape.padded_len())?;
@@ -349,7 +422,7 @@ impl Network {
         let mut acts: Vec<Activation> = Vec::new();
         let mut forward = Vec::new();
         let mut max_len = input_shape.padded_len();
-        for (i, (name, node)) in list.iter().enumerate().take(target.node + 1) {
+        for (i, (name, node)) in list.iter().enumerate().take(deepest + 1) {
             let shape = all_shapes[i];
             let tensor = gpu.tensor(&format!("{name} output ({shape})"), shape.padded_len())?;
             max_len = max_len.max(shape.padded_len());
@@ -375,47 +448,137 @@ impl Network {
             acts.push(Activation { name: name.clone(), node: *node, shape, tensor });
         }
 
-        let grads = [gpu.tensor("gradient A", max_len)?, gpu.tensor("gradient B", max_len)?];
-        let tshape = acts[target.node].shape;
-        let specs = gpu.tensor("objective specs", batch * 8)?;
-        let values = gpu.tensor("objective values", batch * 4)?;
-        let seed = objective::seed(gpu, tshape, &specs, &acts[target.node].tensor, &grads[0]).await?;
-        let value = objective::value(gpu, tshape, &specs, &acts[target.node].tensor, &values).await?;
+        // The values buffer: per-spec slots, diversity shares, image
+        // regularizers, then the diversity coefficients.
+        let mut layout = ValueLayout::default();
+        let mut slots = 0;
+        for l in &plan.layers {
+            layout.layers.push((slots, l.per_image.clone()));
+            slots += l.specs.len() * batch;
+        }
+        for l in &plan.layers {
+            if l.diversity.is_some() {
+                layout.diversity.push(slots);
+                slots += batch;
+            }
+        }
+        layout.image = slots;
+        slots += batch;
+        layout.slots = slots;
+        let n_div = layout.diversity.len();
+        let values = gpu.tensor("objective values", slots * 4 + n_div * Diversity::coef_len(batch))?;
 
+        let grads = [gpu.tensor("gradient A", max_len)?, gpu.tensor("gradient B", max_len)?];
+        let mut specs = Vec::new();
+        let mut value = Vec::new();
+        let mut diversity = Vec::new();
+        for (li, l) in plan.layers.iter().enumerate() {
+            let sp = Specs::new(gpu, &l.name, l.specs.len(), l.vectors.len())?;
+            sp.write(gpu, &l.specs, &l.vectors)?;
+            let z = &acts[l.node].tensor;
+            if !l.specs.is_empty() {
+                value.push(objective::value(gpu, l.shape, &sp, z, &values, layout.layers[li].0).await?);
+            }
+            specs.push(sp);
+        }
+        // Which gradient buffer holds node i's gradient (ping-pong from the deepest).
+        let buf = |i: usize| (deepest - i) % 2;
+        let mut div_slot = 0;
+        for l in &plan.layers {
+            if let Some((w, post)) = l.diversity {
+                let coef = slots * 4 + div_slot * Diversity::coef_len(batch);
+                let mut d = Diversity::new(gpu, l.shape, w, post, &acts[l.node].tensor, &grads[buf(l.node)], &values, layout.diversity[div_slot], coef).await?;
+                value.append(&mut d.value);
+                diversity.push(Some(d));
+                div_slot += 1;
+            } else {
+                diversity.push(None);
+            }
+        }
+
+        let sites: Vec<usize> = (0..=deepest).filter(|&i| crate::objective::has_relu(acts[i].node)).collect();
+        let flags = gpu.tensor("redirected ReLU flags", (sites.len() * batch).max(4))?;
         let mut backward = Vec::new();
-        let mut cur = 0;
-        for i in (0..=target.node).rev() {
+        let mut redirect = vec![objective::relu_flags_clear(gpu, &flags, (sites.len() * batch).max(1)).await?];
+        let mut node_backward = vec![0; deepest + 1];
+        for i in (0..=deepest).rev() {
             let a = &acts[i];
+            let g = &grads[buf(i)];
+            let first = i == deepest;
+            let li = plan.layers.iter().position(|l| l.node == i);
+            let relu = crate::objective::has_relu(a.node);
+            let site = sites.iter().position(|&s| s == i).unwrap_or(0) * batch;
+            if let Some(li) = li {
+                let l = &plan.layers[li];
+                let sp = &specs[li];
+                let (mut dgrad, mut dunmasked) = match diversity[li].as_mut() {
+                    Some(d) => (std::mem::take(&mut d.grad), std::mem::take(&mut d.grad_unmasked)),
+                    None => (Vec::new(), Vec::new()),
+                };
+                let div_post = l.diversity.is_some_and(|d| d.1);
+                let post_terms = div_post || l.specs.iter().any(|s| s.post_relu != 0);
+                backward.push(objective::seed(gpu, a.shape, sp, &a.tensor, g, Phase::All, !first).await?);
+                backward.append(&mut dgrad);
+                if relu && (post_terms || !first) {
+                    // Gradient with respect to relu(z): what comes from above
+                    // and the after-ReLU terms; then the redirected ReLU; then
+                    // the before-ReLU terms.
+                    redirect.push(objective::seed(gpu, a.shape, sp, &a.tensor, g, Phase::PostUnmasked, !first).await?);
+                    if div_post {
+                        redirect.append(&mut dunmasked);
+                    }
+                    redirect.extend(objective::relu_redirect(gpu, a.shape, &a.tensor, &flags, site, g).await?);
+                    redirect.push(objective::seed(gpu, a.shape, sp, &a.tensor, g, Phase::Pre, true).await?);
+                    redirect.append(&mut dunmasked);
+                } else {
+                    redirect.push(objective::seed(gpu, a.shape, sp, &a.tensor, g, Phase::All, !first).await?);
+                    redirect.append(&mut dunmasked);
+                }
+            } else if relu {
+                redirect.extend(objective::relu_redirect(gpu, a.shape, &a.tensor, &flags, site, g).await?);
+            }
+            // Node i's own backward, to node i - 1 (or the input).
             let (prev, prev_shape, prev_node) = if i == 0 {
                 (&input, input_shape, None)
             } else {
                 (&acts[i - 1].tensor, acts[i - 1].shape, Some(acts[i - 1].node))
             };
-            let dst = if i == 0 { &grad_input } else { &grads[1 - cur] };
-            let g = &grads[cur];
-            match a.node {
-                Node::Conv(c) => {
-                    let mask = match prev_node {
-                        Some(Node::Conv(_)) => Some(prev),
-                        _ => None,
-                    };
-                    backward.push(conv::backward_input(gpu, config, &model.convs[c], prev_shape, g, dst, mask).await?);
-                }
-                Node::Pool(_) => backward.push(pool::maxpool_backward(gpu, &a.name, prev_shape, prev, g, dst).await?),
-                Node::AvgPool => backward.push(
-                    pool::adaptive_avgpool_backward(gpu, prev_shape, FC_INPUT_HW, FC_INPUT_HW, g, dst).await?,
-                ),
-                Node::Fc(f) => {
-                    let mask = match prev_node {
-                        Some(Node::Fc(_)) => Some(prev),
-                        _ => None,
-                    };
-                    backward.extend(fc::backward_input(gpu, &model.fcs[f], batch, g, dst, mask).await?);
+            let prev_relu = prev_node.is_some_and(crate::objective::has_relu);
+            let dst = if i == 0 { &grad_input } else { &grads[buf(i - 1)] };
+            node_backward[i] = backward.len();
+            for masked in [true, false] {
+                let mask = masked && prev_relu;
+                let out = if masked { &mut backward } else { &mut redirect };
+                match a.node {
+                    Node::Conv(c) => {
+                        out.push(conv::backward_input(gpu, config, &model.convs[c], prev_shape, g, dst, mask.then_some(prev)).await?)
+                    }
+                    Node::Pool(_) => out.push(pool::maxpool_backward(gpu, &a.name, prev_shape, prev, g, dst, mask).await?),
+                    Node::AvgPool => out.push(pool::adaptive_avgpool_backward(gpu, prev_shape, FC_INPUT_HW, FC_INPUT_HW, g, dst).await?),
+                    Node::Fc(f) => out.extend(fc::backward_input(gpu, &model.fcs[f], batch, g, dst, mask.then_some(prev)).await?),
                 }
             }
-            cur = 1 - cur;
         }
-        Ok(Network { config, target, input, input_shape, acts, grad_input, values, specs, _grads: grads, forward, seed, value, backward })
+        Ok(Network {
+            config,
+            target,
+            plan,
+            input,
+            input_shape,
+            acts,
+            grad_input,
+            values,
+            layout,
+            specs,
+            _grads: grads,
+            _flags: flags,
+            _diversity: diversity,
+            forward,
+            value,
+            backward,
+            backward_redirect: redirect,
+            node_backward,
+        })
     }
 
     /// Shape of the target layer's output.
@@ -423,17 +586,24 @@ impl Network {
         self.acts[self.target.node].shape
     }
 
-    /// Set each image's objective at the target layer (one per batch image).
+    /// Set each image's objective at the deepest layer, one term per batch
+    /// image (for networks made with [`Network::new`]).
     pub fn set_objectives(&self, gpu: &Gpu, targets: &[(Target, f32)]) -> Result<()> {
         let shape = self.target_shape();
         if targets.len() != shape.batch {
             return Err(Error::Invalid(format!("{} objectives for a batch of {}", targets.len(), shape.batch)));
         }
+        let li = self.plan.layers.len() - 1;
+        let l = &self.plan.layers[li];
+        if l.specs.len() != shape.batch || l.diversity.is_some() || l.specs.iter().enumerate().any(|(b, s)| s.batch as usize != b) {
+            return Err(Error::Invalid("set_objectives needs a network made for one term per image (Network::new)".into()));
+        }
         let specs: Vec<ObjSpec> = targets
             .iter()
-            .map(|(t, w)| t.spec(&self.target.name, shape, *w, self.target.post_relu))
+            .enumerate()
+            .map(|(b, (t, w))| t.spec(&self.target.name, shape, b, *w, self.target.post_relu))
             .collect::<Result<_>>()?;
-        gpu.write(&self.specs, bytemuck::cast_slice(&specs))
+        self.specs[li].write(gpu, &specs, &[])
     }
 
     /// Upload preprocessed images, unpadded NHWC (B, H, W, 3).
@@ -450,17 +620,23 @@ impl Network {
         gpu.write(&self.input, &crate::ops::pad_channels(images, self.input_shape))
     }
 
+    /// Forward to the deepest layer, then the objective's values.
     pub fn forward_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        self.forward.iter().chain(std::iter::once(&self.value))
+        self.forward.iter().chain(self.value.iter())
     }
 
-    pub fn backward_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
-        std::iter::once(&self.seed).chain(self.backward.iter())
+    /// Seeds and backward to the input; `redirect`: Lucid's redirected ReLU gradient.
+    pub fn backward_dispatches(&self, redirect: bool) -> impl Iterator<Item = &Dispatch> {
+        if redirect { self.backward_redirect.iter() } else { self.backward.iter() }
     }
 
-    /// Forward, objective values, seed and backward, in order.
+    /// Forward, objective values, seeds and backward, in order (plain ReLU gradient).
     pub fn step_dispatches(&self) -> Vec<&Dispatch> {
-        self.forward_dispatches().chain(self.backward_dispatches()).collect()
+        self.step_dispatches_with(false)
+    }
+
+    pub fn step_dispatches_with(&self, redirect: bool) -> Vec<&Dispatch> {
+        self.forward_dispatches().chain(self.backward_dispatches(redirect)).collect()
     }
 
     /// Record forward, values and backward into `pass`.
@@ -474,22 +650,14 @@ impl Network {
         self.acts.iter().find(|a| a.name == name)
     }
 
-    /// The dispatches of one node's forward and backward (for the benchmark).
+    /// The dispatches of one conv or pool node's forward and backward (for
+    /// the benchmark); None for fc nodes (one dispatch per chunk).
     pub fn node_dispatches(&self, name: &str) -> Option<(Vec<&Dispatch>, Vec<&Dispatch>)> {
         let i = self.acts.iter().position(|a| a.name == name)?;
-        // Forward: conv and pool nodes have one dispatch each; fc nodes one per chunk.
-        let count = |k: usize| -> usize {
-            match self.acts[k].node {
-                Node::Fc(_) => usize::MAX,
-                _ => 1,
-            }
-        };
-        if (0..=i).any(|k| count(k) != 1) {
+        if self.acts[..=i].iter().any(|a| matches!(a.node, Node::Fc(_))) {
             return None;
         }
-        let fwd = vec![&self.forward[i]];
-        let bwd = vec![&self.backward[self.target.node - i]];
-        Some((fwd, bwd))
+        Some((vec![&self.forward[i]], vec![&self.backward[self.node_backward[i]]]))
     }
 
     /// Gradient of the objectives w.r.t. the input, unpadded (B, H, W, 3).
@@ -506,7 +674,14 @@ impl Network {
         Ok(crate::ops::unpad_channels(&gpu.read(&a.tensor).await?, a.shape))
     }
 
+    /// Each image's objective value (after a forward pass).
     pub async fn read_values(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        Ok(gpu.read(&self.values).await?.chunks(4).map(|c| c[0]).collect())
+        Ok(self.read_objective(gpu).await?.per_image.iter().map(|v| *v as f32).collect())
+    }
+
+    /// The objective's value, whole and per image.
+    pub async fn read_objective(&self, gpu: &Gpu) -> Result<ObjectiveValues> {
+        let raw = gpu.read(&self.values).await?;
+        Ok(self.layout.decode(self.input_shape.batch, &raw[..self.layout.slots * 4]))
     }
 }

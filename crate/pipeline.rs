@@ -15,10 +15,11 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::model::{Network, Vgg16};
+use crate::model::{Network, ObjectiveValues, Vgg16};
+use crate::objective::Objective;
 use crate::ops::adam::{Adam, AdamStep};
 use crate::ops::image::{self, Preprocess};
-use crate::ops::objective::Target;
+use crate::ops::objective as obj;
 use crate::ops::warp::{self, WarpMaps};
 use crate::ops::{fourier, unpad_channels, Shape};
 use crate::rng::Rng;
@@ -48,13 +49,36 @@ pub struct Settings {
     pub batch: usize,
     pub height: usize,
     pub width: usize,
-    /// Target layer name (`conv4_3`, `conv4_3_pre_relu`, …).
-    pub layer: String,
     pub param: Param,
     pub transforms: Recipe,
     pub adam: Adam,
     pub preprocess: Preprocess,
     pub seed: u64,
+    /// Lucid's redirected ReLU gradient for the first [`REDIRECT_STEPS`] steps.
+    pub redirect_relu: bool,
+}
+
+/// Steps that use the redirected ReLU gradient: Lucid's override is active
+/// while its global step (0 at the first step) is at most 16, so 17 steps.
+pub const REDIRECT_STEPS: u32 = 17;
+
+impl Settings {
+    /// Lucid's defaults for a batch of `batch` images of `size`×`size`:
+    /// Fourier parameterization with decorrelated colour, the Distill
+    /// article's transforms, Adam at 0.05, redirected ReLU on.
+    pub fn new(batch: usize, size: usize, preprocess: Preprocess) -> Settings {
+        Settings {
+            batch,
+            height: size,
+            width: size,
+            param: Param::Fourier { decay_power: 1.0 },
+            transforms: Recipe::distill(),
+            adam: Adam::default(),
+            preprocess,
+            seed: 0,
+            redirect_relu: true,
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -70,14 +94,18 @@ pub struct Pipeline {
     rng: Rng,
     step: u32,
     forward: Vec<Dispatch>,
+    /// Values of the image regularizers (empty without them).
+    image_value: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     _buffers: Vec<Tensor>,
 }
 
 impl Pipeline {
-    pub async fn new(gpu: &Gpu, model: &Vgg16, settings: Settings) -> Result<Pipeline> {
+    /// Prepare the optimization of `objective` (see [`crate::objective`]).
+    pub async fn new(gpu: &Gpu, model: &Vgg16, settings: Settings, objective: &Objective) -> Result<Pipeline> {
         let (b, h, w) = (settings.batch, settings.height, settings.width);
-        let net = Network::new(gpu, model, b, h, w, &settings.layer).await?;
+        let plan = crate::objective::plan(objective, b, h, w, model.has_fc(), model.classes())?;
+        let net = Network::with_plan(gpu, model, gpu.conv_config, h, w, plan).await?;
         let shape = Shape::new(b, h, w, 3);
         let mut rng = Rng::new(settings.seed);
         let decorrelate = matches!(settings.param, Param::Fourier { .. });
@@ -119,6 +147,12 @@ impl Pipeline {
             image::preprocess_backward(gpu, shape, &settings.preprocess, &net.grad_input, &d_warped).await?,
             warp::adjoint(gpu, shape, &maps, &d_warped, &d_image).await?,
         ];
+        let mut image_value = Vec::new();
+        let regs = gpu.tensor_from("image regularizer weights", bytemuck::cast_slice(&net.plan.image))?;
+        if net.plan.has_image_terms() {
+            backward.push(obj::regularize_grad(gpu, shape, &regs, &image, &d_image).await?);
+            image_value.push(obj::regularize_value(gpu, shape, &regs, &image, &net.values, net.layout.image).await?);
+        }
         match (&settings.param, &t_img, &tmp) {
             (Param::Fourier { decay_power }, Some(_), Some(tmp)) => {
                 let dt = gpu.tensor("fourier image gradient", n_img)?;
@@ -128,15 +162,10 @@ impl Pipeline {
             _ => backward.push(image::color_backward(gpu, shape, decorrelate, &d_image, &image, &grad_param).await?),
         }
         let adam = AdamStep::new(gpu, settings.adam, &grad_param, &param, &m, &v).await?;
-        let mut buffers = vec![warped, d_warped, d_image, m, v, grad_param];
+        let mut buffers = vec![warped, d_warped, d_image, m, v, grad_param, regs];
         buffers.extend(t_img);
         buffers.extend(tmp);
-        Ok(Pipeline { settings, net, shape, param, image, maps, adam, rng, step: 0, forward, backward, _buffers: buffers })
-    }
-
-    /// Each image's objective (one per batch image).
-    pub fn set_objectives(&self, gpu: &Gpu, targets: &[(Target, f32)]) -> Result<()> {
-        self.net.set_objectives(gpu, targets)
+        Ok(Pipeline { settings, net, shape, param, image, maps, adam, rng, step: 0, forward, image_value, backward, _buffers: buffers })
     }
 
     /// Steps taken so far.
@@ -150,10 +179,12 @@ impl Pipeline {
             let maps: Vec<Affine> =
                 (0..self.shape.batch).map(|_| self.settings.transforms.draw(&mut self.rng, self.shape.height, self.shape.width)).collect();
             self.maps.set(gpu, &maps)?;
+            let redirect = self.settings.redirect_relu && self.step < REDIRECT_STEPS;
             self.step += 1;
             self.adam.set_step(gpu, self.step);
             let mut ds: Vec<&Dispatch> = self.forward.iter().collect();
-            ds.extend(self.net.step_dispatches());
+            ds.extend(self.net.step_dispatches_with(redirect));
+            ds.extend(self.image_value.iter());
             ds.extend(self.backward.iter());
             ds.push(&self.adam.dispatch);
             gpu.run("optimization step", &ds).await?;
@@ -164,11 +195,23 @@ impl Pipeline {
     /// Each image's objective value on the untransformed image (identity
     /// warp), without changing the optimization state.
     pub async fn evaluate(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(self.evaluate_objective(gpu).await?.per_image.iter().map(|v| *v as f32).collect())
+    }
+
+    /// The objective, whole and per image, on the untransformed images.
+    pub async fn evaluate_objective(&self, gpu: &Gpu) -> Result<ObjectiveValues> {
         self.maps.set(gpu, &vec![Affine::identity(); self.shape.batch])?;
         let mut ds: Vec<&Dispatch> = self.forward.iter().collect();
         ds.extend(self.net.forward_dispatches());
+        ds.extend(self.image_value.iter());
         gpu.run("evaluate", &ds).await?;
-        self.net.read_values(gpu).await
+        self.net.read_objective(gpu).await
+    }
+
+    /// The dispatches of one step outside the network (parameterization,
+    /// colour, warp, preprocessing, their adjoints, Adam): for the benchmark.
+    pub fn image_dispatches(&self) -> Vec<&Dispatch> {
+        self.forward.iter().chain(self.image_value.iter()).chain(self.backward.iter()).chain(std::iter::once(&self.adam.dispatch)).collect()
     }
 
     /// The current images in [0, 1], unpadded (B, H, W, 3) RGB.

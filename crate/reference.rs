@@ -118,8 +118,9 @@ pub fn maxpool_forward(x: &[f32], s: Shape) -> Vec<f32> {
 }
 
 /// Gradient of relu(maxpool2x2(x)) with respect to x: to the first maximum
-/// of each window in row-major order, where x > 0.
-pub fn maxpool_backward(x: &[f32], s: Shape, dy: &[f32]) -> Vec<f32> {
+/// of each window in row-major order, where x > 0 (without `mask`: the
+/// gradient with respect to relu(x), everywhere).
+pub fn maxpool_backward(x: &[f32], s: Shape, dy: &[f32], mask: bool) -> Vec<f32> {
     let (oh, ow, c) = (s.height / 2, s.width / 2, s.channels);
     let mut dx = vec![0.0; x.len()];
     for n in 0..s.batch {
@@ -135,7 +136,7 @@ pub fn maxpool_backward(x: &[f32], s: Shape, dy: &[f32]) -> Vec<f32> {
                             arg = i;
                         }
                     }
-                    if best > 0.0 {
+                    if best > 0.0 || !mask {
                         dx[arg] = dy[((n * oh + oy) * ow + ox) * c + ch];
                     }
                 }
@@ -314,7 +315,7 @@ pub fn vgg16_backward(
                     _ => dx,
                 }
             }
-            Node::Pool(_) => maxpool_backward(prev.expect("a pool has an input"), prev_shape, &g),
+            Node::Pool(_) => maxpool_backward(prev.expect("a pool has an input"), prev_shape, &g, true),
             Node::AvgPool => adaptive_avgpool_backward(&g, prev_shape, FC_INPUT_HW, FC_INPUT_HW),
             Node::Fc(f) => {
                 let fc = &w.fcs[f];
@@ -426,4 +427,266 @@ pub fn fourier_image(spec: &[f32], batch: usize, h: usize, w: usize, decay_power
         }
     }
     out
+}
+
+// ------------------------------------------------------------ objectives
+
+/// One layer's objective gradient: with respect to relu(z) for the terms
+/// after the ReLU (`post`, unmasked) and with respect to z (`pre`).
+#[derive(Clone, Debug)]
+pub struct LayerSeed {
+    pub node: usize,
+    pub post: Vec<f32>,
+    pub pre: Vec<f32>,
+}
+
+/// An objective's value on the CPU, straight from Lucid's formulas.
+#[derive(Clone, Debug)]
+pub struct ObjectiveRef {
+    /// The whole objective.
+    pub total: f64,
+    /// Each image's own value (batch-wide means taken over that image alone;
+    /// image b's share of diversity).
+    pub per_image: Vec<f64>,
+    pub seeds: Vec<LayerSeed>,
+}
+
+/// Lucid's diversity on F (B, P, C) unpadded: D and dD/dF, and image b's share.
+pub fn diversity(f: &[f32], batch: usize, pixels: usize, channels: usize) -> (f64, Vec<f64>, Vec<f32>) {
+    let c = channels;
+    let grams: Vec<Vec<f64>> = (0..batch)
+        .map(|b| {
+            let mut g = vec![0.0f64; c * c];
+            for q in 0..pixels {
+                let row = &f[(b * pixels + q) * c..(b * pixels + q + 1) * c];
+                for i in 0..c {
+                    for j in 0..c {
+                        g[i * c + j] += row[i] as f64 * row[j] as f64;
+                    }
+                }
+            }
+            g
+        })
+        .collect();
+    let sq: Vec<f64> = grams.iter().map(|g| g.iter().map(|v| v * v).sum()).collect();
+    let r: Vec<f64> = sq.iter().map(|s| s.max(1e-10).sqrt()).collect();
+    let n: Vec<Vec<f64>> = grams.iter().zip(&r).map(|(g, r)| g.iter().map(|v| v / r).collect()).collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let bf = batch as f64;
+    let mut share = vec![0.0; batch];
+    for i in 0..batch {
+        for j in 0..batch {
+            if j != i {
+                share[i] += dot(&n[i], &n[j]) / bf;
+            }
+        }
+    }
+    let total = share.iter().sum();
+    // dD/dN_b = (2/B) sum_{j != b} N_j; through the normalization; dG/dF.
+    let mut grad = vec![0.0f32; f.len()];
+    for b in 0..batch {
+        let mut q = vec![0.0f64; c * c];
+        for (j, nj) in n.iter().enumerate() {
+            if j != b {
+                for (qq, v) in q.iter_mut().zip(nj) {
+                    *qq += 2.0 / bf * v;
+                }
+            }
+        }
+        let nq = dot(&n[b], &q);
+        let p: Vec<f64> = (0..c * c)
+            .map(|k| if sq[b] >= 1e-10 { (q[k] - n[b][k] * nq) / r[b] } else { q[k] / r[b] })
+            .collect();
+        for qx in 0..pixels {
+            let base = (b * pixels + qx) * c;
+            for ch in 0..c {
+                let mut acc = 0.0f64;
+                for c2 in 0..c {
+                    acc += f[base + c2] as f64 * (p[c2 * c + ch] + p[ch * c + c2]);
+                }
+                grad[base + ch] = acc as f32;
+            }
+        }
+    }
+    (total, share, grad)
+}
+
+/// Lucid's `_tf_blur` (3x3, 0.5 around 1, zero padding, normalized) of one
+/// image (H, W, 3).
+pub fn blur3(img: &[f32], h: usize, w: usize) -> Vec<f64> {
+    let mut out = vec![0.0f64; img.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let (mut s, mut n) = (0.0f64, 0.0f64);
+                for dy in -1i64..=1 {
+                    for dx in -1i64..=1 {
+                        let (yy, xx) = (y as i64 + dy, x as i64 + dx);
+                        if yy >= 0 && yy < h as i64 && xx >= 0 && xx < w as i64 {
+                            let k = if dy == 0 && dx == 0 { 1.0 } else { 0.5 };
+                            s += k * img[((yy as usize) * w + xx as usize) * 3 + c] as f64;
+                            n += k;
+                        }
+                    }
+                }
+                out[(y * w + x) * 3 + c] = s / n;
+            }
+        }
+    }
+    out
+}
+
+/// The image regularizers of one image (H, W, 3): value and gradient.
+pub fn image_regularizers(img: &[f32], h: usize, w: usize, reg: &crate::objective::ImageReg) -> (f64, Vec<f32>) {
+    let sign = |v: f64| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 };
+    let at = |y: usize, x: usize, c: usize| img[(y * w + x) * 3 + c] as f64;
+    let blurred = blur3(img, h, w);
+    let mut value = 0.0f64;
+    let mut grad = vec![0.0f32; img.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let v = at(y, x, c);
+                let i = (y * w + x) * 3 + c;
+                let mut g = 0.0f64;
+                value += reg.l1 as f64 * (v - reg.l1_constant as f64).abs();
+                g += reg.l1 as f64 * sign(v - reg.l1_constant as f64);
+                if y + 1 < h {
+                    let d = at(y + 1, x, c) - v;
+                    value += reg.tv as f64 * d.abs();
+                    g -= reg.tv as f64 * sign(d);
+                }
+                if y > 0 {
+                    g += reg.tv as f64 * sign(v - at(y - 1, x, c));
+                }
+                if x + 1 < w {
+                    let d = at(y, x + 1, c) - v;
+                    value += reg.tv as f64 * d.abs();
+                    g -= reg.tv as f64 * sign(d);
+                }
+                if x > 0 {
+                    g += reg.tv as f64 * sign(v - at(y, x - 1, c));
+                }
+                let e = v - blurred[i];
+                value += reg.blur as f64 * 0.5 * e * e;
+                g += reg.blur as f64 * e;
+                grad[i] = g as f32;
+            }
+        }
+    }
+    (value, grad)
+}
+
+/// A plan's layer terms on the CPU: `acts[node]` as [`vgg16_forward`] gives them.
+pub fn plan_objective(plan: &crate::objective::Plan, acts: &[(Shape, Vec<f32>)]) -> ObjectiveRef {
+    use crate::objective::{ALL_IMAGES, KIND_CHANNEL, KIND_DEEPDREAM, KIND_DIRECTION, KIND_NEURON};
+    let batch = plan.batch;
+    let mut total = 0.0f64;
+    let mut per_image = vec![0.0f64; batch];
+    let mut seeds = Vec::new();
+    for l in &plan.layers {
+        let (s, z) = &acts[l.node];
+        let c = s.channels;
+        let hw = s.height * s.width;
+        let mut post = vec![0.0f32; z.len()];
+        let mut pre = vec![0.0f32; z.len()];
+        for (k, spec) in l.specs.iter().enumerate() {
+            let is_post = spec.post_relu != 0;
+            let a = |i: usize| if is_post { z[i].max(0.0) } else { z[i] } as f64;
+            let out = if is_post { &mut post } else { &mut pre };
+            let ch = spec.channel as usize;
+            for b in 0..batch {
+                if spec.batch != ALL_IMAGES && spec.batch as usize != b {
+                    continue;
+                }
+                let mut sb = 0.0f64;
+                for q in 0..hw {
+                    for cc in 0..c {
+                        let i = (b * hw + q) * c + cc;
+                        let (v, d) = match spec.kind {
+                            KIND_CHANNEL if cc == ch => (a(i), spec.scale as f64),
+                            KIND_NEURON if cc == ch && q == spec.y as usize * s.width + spec.x as usize => (a(i), spec.scale as f64),
+                            KIND_DEEPDREAM => (a(i) * a(i), 2.0 * spec.scale as f64 * a(i)),
+                            KIND_DIRECTION => {
+                                let v = l.vectors[spec.vec_offset as usize + cc] as f64;
+                                (a(i) * v, spec.scale as f64 * v)
+                            }
+                            _ => (0.0, 0.0),
+                        };
+                        sb += v;
+                        out[i] += d as f32;
+                    }
+                }
+                let contribution = spec.scale as f64 * sb;
+                total += contribution;
+                per_image[b] += contribution * l.per_image[k] as f64;
+            }
+        }
+        if let Some((w, is_post)) = l.diversity {
+            let f: Vec<f32> = z.iter().map(|v| if is_post { v.max(0.0) } else { *v }).collect();
+            let (d, share, grad) = diversity(&f, batch, hw, c);
+            total += w as f64 * d;
+            for (p, sh) in per_image.iter_mut().zip(&share) {
+                *p += w as f64 * sh;
+            }
+            let out = if is_post { &mut post } else { &mut pre };
+            for (o, g) in out.iter_mut().zip(&grad) {
+                *o += w * g;
+            }
+        }
+        seeds.push(LayerSeed { node: l.node, post, pre });
+    }
+    ObjectiveRef { total, per_image, seeds }
+}
+
+/// Lucid's redirected ReLU gradient (see shaders/relu.wgsl) on the CPU.
+pub fn relu_redirect(g: &[f32], z: &[f32], batch: usize) -> Vec<f32> {
+    let per = g.len() / batch;
+    let mut out = vec![0.0; g.len()];
+    for b in 0..batch {
+        let r = b * per..(b + 1) * per;
+        let passes = g[r.clone()].iter().zip(&z[r.clone()]).any(|(g, z)| *z >= 0.0 && *g != 0.0);
+        for i in r {
+            out[i] = if z[i] < 0.0 && (passes || g[i] < 0.0) { 0.0 } else { g[i] };
+        }
+    }
+    out
+}
+
+/// Backward through VGG16 from seeds at several layers, with the plain or
+/// Lucid's redirected ReLU gradient: d(objective)/d(input image).
+pub fn vgg16_backward_seeds(
+    w: &crate::model::Vgg16Weights,
+    input_shape: Shape,
+    acts: &[(Shape, Vec<f32>)],
+    seeds: &[LayerSeed],
+    redirect: bool,
+) -> Vec<f32> {
+    use crate::model::{nodes, Node, FC_INPUT_HW};
+    let list = nodes(!w.fcs.is_empty());
+    let deepest = acts.len() - 1;
+    let mut g = vec![0.0f32; acts[deepest].1.len()];
+    for i in (0..=deepest).rev() {
+        let seed = seeds.iter().find(|s| s.node == i);
+        if let Some(s) = seed {
+            g.iter_mut().zip(&s.post).for_each(|(g, v)| *g += v);
+        }
+        if crate::objective::has_relu(list[i].1) {
+            g = if redirect { relu_redirect(&g, &acts[i].1, input_shape.batch) } else { relu_backward(&g, &acts[i].1) };
+        }
+        if let Some(s) = seed {
+            g.iter_mut().zip(&s.pre).for_each(|(g, v)| *g += v);
+        }
+        let prev_shape = if i == 0 { input_shape } else { acts[i - 1].0 };
+        g = match list[i].1 {
+            Node::Conv(c) => conv3x3_backward_input(&g, prev_shape, &w.convs[c].w_hwio, acts[i].0.channels),
+            Node::Pool(_) => maxpool_backward(&acts[i - 1].1, prev_shape, &g, false),
+            Node::AvgPool => adaptive_avgpool_backward(&g, prev_shape, FC_INPUT_HW, FC_INPUT_HW),
+            Node::Fc(f) => {
+                let fc = &w.fcs[f];
+                fc_backward_input(&g, input_shape.batch, fc.inputs, &fc.w_io, fc.outputs)
+            }
+        };
+    }
+    g
 }

@@ -6,13 +6,15 @@
 // row-major window order (dy, dx) = (0,0), (0,1), (1,0), (1,1).
 // The backward pass is a gather over input positions: each one receives the
 // gradient of its window's output if it is that window's first maximum, times
-// the ReLU mask (input > 0).
+// the ReLU mask (input > 0) unless MASK_INPUT = 0 (the gradient with respect
+// to the ReLU's output, for Lucid's redirected ReLU, applied after).
 //
 // adaptive_avgpool: torchvision's AdaptiveAvgPool2d to (OH, OW): output cell
 // o averages input rows floor(o*H/OH) .. ceil((o+1)*H/OH) (and the same for
 // columns). Its backward is a gather over the cells whose windows hold the input.
 
 const WG: u32 = 64u;
+const MASK_INPUT: u32 = 1u;
 
 struct PoolParams {
     batch: u32,
@@ -100,7 +102,8 @@ fn maxpool2x2_backward(
     let me = vec4<u32>((y % 2u) * 2u + (x % 2u));
     let g = src[out_index(b, oy, ox, c)];
     let v = aux[i];
-    dst[i] = select(vec4<f32>(0.0), g, (arg == me) & (v > vec4<f32>(0.0)));
+    let open = (v > vec4<f32>(0.0)) | vec4<bool>(MASK_INPUT == 0u);
+    dst[i] = select(vec4<f32>(0.0), g, (arg == me) & open);
 }
 
 @compute @workgroup_size(WG)

@@ -68,7 +68,7 @@ impl Net {
         let g_a2 = r::adaptive_avgpool_backward(&g_q, s2, P, P);
         let g_z2 = r::relu_backward(&g_a2, &z2);
         let g_p1 = r::conv3x3_backward_input(&g_z2, sp, &self.w2, C2);
-        let g_z1 = r::maxpool_backward(&z1, s1, &g_p1);
+        let g_z1 = r::maxpool_backward(&z1, s1, &g_p1, true);
         let g_x = r::conv3x3_backward_input(&g_z1, s0, &self.w1, C1);
         (obj, Some(g_x))
     }

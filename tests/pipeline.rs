@@ -7,25 +7,29 @@ mod common;
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::ops::adam::Adam;
 use featvis::ops::image::Preprocess;
-use featvis::ops::objective::Target;
+use featvis::objective::Objective;
 use featvis::pipeline::{Param, Pipeline, Settings};
 use featvis::transform::Recipe;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-fn settings(layer: &str, param: Param, seed: u64) -> Settings {
+fn settings(param: Param, seed: u64) -> Settings {
     Settings {
         batch: 2,
         height: 32,
         width: 32,
-        layer: layer.to_string(),
         param,
         transforms: Recipe::distill(),
         adam: Adam::default(),
         preprocess: Preprocess::keras(),
         seed,
+        redirect_relu: true,
     }
+}
+
+fn channels(layer: &str, cs: &[usize]) -> Objective {
+    Objective::per_image(cs.iter().map(|&c| Objective::channel(layer, c)).collect()).unwrap()
 }
 
 gpu_test! {
@@ -33,8 +37,7 @@ gpu_test! {
         let g = common::gpu().await;
         let model = Vgg16::upload(&g, &Vgg16Weights::random(3, None)).unwrap();
         for param in [Param::Fourier { decay_power: 1.0 }, Param::Pixel] {
-            let mut p = Pipeline::new(&g, &model, settings("conv2_2", param, 1)).await.unwrap();
-            p.set_objectives(&g, &[(Target::Channel(3), 1.0), (Target::Channel(10), 1.0)]).unwrap();
+            let mut p = Pipeline::new(&g, &model, settings(param, 1), &channels("conv2_2", &[3, 10])).await.unwrap();
             let before = p.evaluate(&g).await.unwrap();
             p.run(&g, 50).await.unwrap();
             let after = p.evaluate(&g).await.unwrap();
@@ -57,8 +60,7 @@ gpu_test! {
         let model = Vgg16::upload(&g, &Vgg16Weights::random(3, None)).unwrap();
         let mut runs = Vec::new();
         for seed in [7, 7, 8] {
-            let mut p = Pipeline::new(&g, &model, settings("conv1_2", Param::Fourier { decay_power: 1.0 }, seed)).await.unwrap();
-            p.set_objectives(&g, &[(Target::Channel(1), 1.0), (Target::Channel(2), 1.0)]).unwrap();
+            let mut p = Pipeline::new(&g, &model, settings(Param::Fourier { decay_power: 1.0 }, seed), &channels("conv1_2", &[1, 2])).await.unwrap();
             p.run(&g, 5).await.unwrap();
             runs.push(p.read_images(&g).await.unwrap());
         }

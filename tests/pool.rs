@@ -42,10 +42,10 @@ gpu_test! {
             let xt = g.tensor_from("x", &pad_channels(&x, s)).unwrap();
             let dyt = g.tensor_from("dy", &pad_channels(&dy, so)).unwrap();
             let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
-            let d = pool::maxpool_backward(&g, "pool", s, &xt, &dyt, &dx).await.unwrap();
+            let d = pool::maxpool_backward(&g, "pool", s, &xt, &dyt, &dx, true).await.unwrap();
             g.run("maxpool backward test", &[&d]).await.unwrap();
             let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
-            common::assert_close(&format!("maxpool backward {s}"), &got, &r::maxpool_backward(&x, s, &dy), 0.0);
+            common::assert_close(&format!("maxpool backward {s}"), &got, &r::maxpool_backward(&x, s, &dy, true), 0.0);
         }
     }
 }

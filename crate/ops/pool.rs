@@ -35,6 +35,7 @@ async fn prepare(
     input: Shape,
     output: Shape,
     over_input: bool,
+    mask: bool,
     buffers: [&wgpu::Buffer; 3],
 ) -> Result<Dispatch> {
     let k = gpu
@@ -42,7 +43,7 @@ async fn prepare(
             shader: "pool.wgsl",
             source: SHADER,
             entry,
-            constants: vec![("WG", WG)],
+            constants: if entry == "maxpool2x2_backward" { vec![("WG", WG), ("MASK_INPUT", u32::from(mask))] } else { vec![("WG", WG)] },
             bindings: &BINDINGS,
             workgroup_size: WG,
         })
@@ -78,10 +79,11 @@ pub async fn maxpool_forward(gpu: &Gpu, name: &str, input_shape: Shape, input: &
     check_len("maxpool2x2_forward", "input", input, input_shape.padded_len())?;
     check_len("maxpool2x2_forward", "output", output, out.padded_len())?;
     let unused = dummy(gpu, "maxpool2x2_forward")?;
-    prepare(gpu, "maxpool2x2_forward", input_shape, out, false, [&input.buffer, &unused.buffer, &output.buffer]).await
+    prepare(gpu, "maxpool2x2_forward", input_shape, out, false, false, [&input.buffer, &unused.buffer, &output.buffer]).await
 }
 
-/// dx (shape of the input) from dy (shape of the output) and the forward input.
+/// dx (shape of the input) from dy (shape of the output) and the forward
+/// input; with `mask`, times the input's ReLU mask (input > 0).
 pub async fn maxpool_backward(
     gpu: &Gpu,
     name: &str,
@@ -89,13 +91,14 @@ pub async fn maxpool_backward(
     input: &Tensor,
     grad_out: &Tensor,
     grad_in: &Tensor,
+    mask: bool,
 ) -> Result<Dispatch> {
     check_pool(name, input_shape)?;
     let out = maxpool_shape(input_shape);
     check_len("maxpool2x2_backward", "input", input, input_shape.padded_len())?;
     check_len("maxpool2x2_backward", "output gradient", grad_out, out.padded_len())?;
     check_len("maxpool2x2_backward", "input gradient", grad_in, input_shape.padded_len())?;
-    prepare(gpu, "maxpool2x2_backward", input_shape, out, true, [&grad_out.buffer, &input.buffer, &grad_in.buffer]).await
+    prepare(gpu, "maxpool2x2_backward", input_shape, out, true, mask, [&grad_out.buffer, &input.buffer, &grad_in.buffer]).await
 }
 
 /// Adaptive average pooling of `input_shape` to `out_h` × `out_w` (torchvision's).
@@ -111,7 +114,7 @@ pub async fn adaptive_avgpool_forward(
     check_len("adaptive_avgpool_forward", "input", input, input_shape.padded_len())?;
     check_len("adaptive_avgpool_forward", "output", output, out.padded_len())?;
     let unused = dummy(gpu, "adaptive_avgpool_forward")?;
-    prepare(gpu, "adaptive_avgpool_forward", input_shape, out, false, [&input.buffer, &unused.buffer, &output.buffer]).await
+    prepare(gpu, "adaptive_avgpool_forward", input_shape, out, false, false, [&input.buffer, &unused.buffer, &output.buffer]).await
 }
 
 pub async fn adaptive_avgpool_backward(
@@ -126,5 +129,5 @@ pub async fn adaptive_avgpool_backward(
     check_len("adaptive_avgpool_backward", "output gradient", grad_out, out.padded_len())?;
     check_len("adaptive_avgpool_backward", "input gradient", grad_in, input_shape.padded_len())?;
     let unused = dummy(gpu, "adaptive_avgpool_backward")?;
-    prepare(gpu, "adaptive_avgpool_backward", input_shape, out, true, [&grad_out.buffer, &unused.buffer, &grad_in.buffer]).await
+    prepare(gpu, "adaptive_avgpool_backward", input_shape, out, true, false, [&grad_out.buffer, &unused.buffer, &grad_in.buffer]).await
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::ops::adam::Adam;
 use featvis::ops::image::Preprocess;
-use featvis::ops::objective::Target;
+use featvis::objective::Objective;
 use featvis::pipeline::{Param, Pipeline, Settings};
 use featvis::transform::Recipe;
 use featvis::Gpu;
@@ -72,16 +72,15 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             batch: group.len(),
             height: size,
             width: size,
-            layer: layer.clone(),
             param,
             transforms: transforms.clone(),
             adam: Adam::default(),
             preprocess,
             seed: seed.wrapping_add(ci as u64),
+            redirect_relu: true,
         };
-        let mut p = pollster::block_on(Pipeline::new(&gpu, &model, settings)).map_err(|e| e.to_string())?;
-        let targets: Vec<(Target, f32)> = group.iter().map(|&c| (Target::Channel(c), 1.0)).collect();
-        p.set_objectives(&gpu, &targets).map_err(|e| e.to_string())?;
+        let objective = Objective::per_image(group.iter().map(|&c| Objective::channel(&layer, c)).collect()).map_err(|e| e.to_string())?;
+        let mut p = pollster::block_on(Pipeline::new(&gpu, &model, settings, &objective)).map_err(|e| e.to_string())?;
         let before = pollster::block_on(p.evaluate(&gpu)).map_err(|e| e.to_string())?;
         let chunk = 16;
         let mut done = 0;
