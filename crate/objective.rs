@@ -101,6 +101,9 @@ impl Objective {
 
     /// Parse the text syntax (see the module documentation).
     pub fn parse(text: &str) -> Result<Objective> {
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("the objective is empty: give e.g. `conv4_3:12`".into()));
+        }
         let mut p = Parser { text, pos: 0 };
         let o = p.expr()?;
         p.skip_ws();

@@ -144,3 +144,88 @@ fn color_sigmoid_backward_matches_finite_differences() {
         }
     }
 }
+
+/// Central difference of `f` at coordinate `i` of `x`.
+fn central(f: &dyn Fn(&[f32]) -> f64, x: &[f32], i: usize, h: f32) -> f64 {
+    let mut p = x.to_vec();
+    p[i] = x[i] + h;
+    let up = f(&p);
+    p[i] = x[i] - h;
+    let down = f(&p);
+    (up - down) / (2.0 * h as f64)
+}
+
+fn check_fd(what: &str, f: &dyn Fn(&[f32]) -> f64, x: &[f32], grad: &[f32], coords: &[usize], h: f32, tol: f64) {
+    let scale = grad.iter().map(|v| v.abs() as f64).fold(0.0, f64::max).max(1e-9);
+    let mut nonzero = 0;
+    for &i in coords {
+        let fd = central(f, x, i, h);
+        let err = (fd - grad[i] as f64).abs() / (fd.abs() + 0.05 * scale);
+        assert!(err < tol, "{what}: coordinate {i}: analytic {} vs finite difference {fd} (relative error {err:.2e})", grad[i]);
+        nonzero += usize::from(fd.abs() > 1e-6 * scale);
+    }
+    assert!(nonzero * 2 >= coords.len(), "{what}: most checked derivatives are zero; the check proves little");
+}
+
+#[test]
+fn diversity_gradient_matches_finite_differences() {
+    let (b, p, c) = (3, 5, 4);
+    let mut rng = Rng::new(12);
+    let f = rng.normal_vec(b * p * c, 1.0);
+    let (_, _, grad) = r::diversity(&f, b, p, c);
+    let value = |x: &[f32]| r::diversity(x, b, p, c).0;
+    let coords: Vec<usize> = (0..f.len()).collect();
+    check_fd("diversity", &value, &f, &grad, &coords, 1e-2, 2e-3);
+    // The shares add up to the value.
+    let (d, shares, _) = r::diversity(&f, b, p, c);
+    assert!((shares.iter().sum::<f64>() - d).abs() < 1e-12);
+}
+
+#[test]
+fn composed_objective_chain_matches_finite_differences() {
+    use featvis::model::{nodes, Vgg16Weights};
+    use featvis::objective::{plan, Objective};
+    use featvis::ops::image::Preprocess;
+    // t (pre-sigmoid image) → colour decorrelation + sigmoid → Keras
+    // preprocessing → VGG16 to conv2_1 → a weighted sum of channel, neuron,
+    // pre-ReLU channel, deepdream, direction and diversity terms at three
+    // layers, minus L1 and TV on the image. (Blur is left out: its
+    // blurred copy is held constant, as Lucid's stop_gradient, so it has no
+    // finite-difference counterpart.)
+    let (b, h, w) = (2, 8, 8);
+    let text = "conv1_2:3 + 2*conv1_2:5@3,4[1] + 0.5*conv2_1_pre_relu:7 + 0.01*deepdream(pool1) \
+                + direction(conv2_1, 3=1, 9=-2) - 10*diversity(conv1_2) - 0.05*l1(0.5) - 0.02*tv()";
+    let objective = Objective::parse(text).unwrap();
+    let weights = Vgg16Weights::random(5, None);
+    let pl = plan(&objective, b, h, w, false, 0).unwrap();
+    let deepest = pl.deepest().unwrap();
+    assert_eq!(nodes(false)[deepest].0, "conv2_1");
+    let pre = Preprocess::keras();
+    let mut rng = Rng::new(3);
+    let t = rng.normal_vec(b * h * w * 3, 0.5);
+    let regs = pl.image.clone();
+    let n = h * w * 3;
+    let total = |t: &[f32]| -> f64 {
+        let img = r::color_sigmoid_forward(t, true);
+        let x = r::preprocess_forward(&img, &pre);
+        let acts = r::vgg16_forward(&weights, &x, b, h, w, deepest);
+        let mut v = r::plan_objective(&pl, &acts).total;
+        for (i, reg) in regs.iter().enumerate() {
+            v += r::image_regularizers(&img[i * n..(i + 1) * n], h, w, reg).0;
+        }
+        v
+    };
+    let img = r::color_sigmoid_forward(&t, true);
+    let x = r::preprocess_forward(&img, &pre);
+    let acts = r::vgg16_forward(&weights, &x, b, h, w, deepest);
+    let o = r::plan_objective(&pl, &acts);
+    let dx = r::vgg16_backward_seeds(&weights, Shape::new(b, h, w, 3), &acts, &o.seeds, false);
+    let mut dimg = r::preprocess_backward(&dx, &pre);
+    for (i, reg) in regs.iter().enumerate() {
+        let (_, g) = r::image_regularizers(&img[i * n..(i + 1) * n], h, w, reg);
+        dimg[i * n..(i + 1) * n].iter_mut().zip(&g).for_each(|(a, g)| *a += g);
+    }
+    let dt = r::color_sigmoid_backward(&dimg, &img, true);
+    let coords: Vec<usize> = (0..t.len()).step_by(7).collect();
+    check_fd("composed chain", &total, &t, &dt, &coords, 1e-3, 2e-2);
+}
