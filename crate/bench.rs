@@ -1,13 +1,18 @@
 //! The benchmark behind `featvis bench` and the page's benchmark button:
-//! GFLOP/s of every conv layer's forward and backward kernel, and ms for a
-//! whole forward+backward step to conv5_3, on random weights (speed does not
-//! depend on the values).
+//! GFLOP/s of every conv layer's forward and backward kernel, ms for a
+//! whole forward+backward step to conv5_3, and the split of a whole
+//! optimization step to one layer between the network and everything else
+//! (parameterization, colour, transforms, preprocessing, their adjoints,
+//! Adam), on random weights (speed does not depend on the values).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::{Network, Vgg16, Vgg16Weights, CONVS};
 use crate::ops::conv;
+use crate::objective::Objective;
+use crate::ops::image::Preprocess;
 use crate::ops::objective::Target;
+use crate::pipeline::{Pipeline, Settings};
 
 /// One conv layer's figures.
 #[derive(Clone, Debug)]
@@ -37,6 +42,22 @@ pub struct BenchReport {
     pub step_ms: f64,
     /// GFLOP of all convolutions in one step (forward and backward).
     pub step_gflop: f64,
+    pub split: Option<StepSplit>,
+}
+
+/// A whole optimization step to one layer, and the part of it outside the network.
+#[derive(Clone, Debug)]
+pub struct StepSplit {
+    pub layer: String,
+    pub step_ms: f64,
+    /// Parameterization, colour, warp, preprocessing, their adjoints and Adam.
+    pub image_ms: f64,
+}
+
+impl StepSplit {
+    pub fn image_share(&self) -> f64 {
+        self.image_ms / self.step_ms
+    }
 }
 
 impl BenchReport {
@@ -59,15 +80,26 @@ impl BenchReport {
                 )
             })
             .collect();
+        let split = match &self.split {
+            Some(s) => format!(
+                "{{\"layer\":\"{}\",\"step_ms\":{:.3},\"image_ms\":{:.3},\"image_share\":{:.4}}}",
+                esc(&s.layer),
+                s.step_ms,
+                s.image_ms,
+                s.image_share()
+            ),
+            None => "null".into(),
+        };
         format!(
-            "{{\"adapter\":\"{}\",\"conv_schedule\":\"{}\",\"size\":{},\"batch\":{},\"layers\":[{}],\"step_ms\":{:.3},\"step_gflops\":{:.3}}}",
+            "{{\"adapter\":\"{}\",\"conv_schedule\":\"{}\",\"size\":{},\"batch\":{},\"layers\":[{}],\"step_ms\":{:.3},\"step_gflops\":{:.3},\"split\":{}}}",
             esc(&self.adapter),
             esc(&self.conv_schedule),
             self.size,
             self.batch,
             layers.join(","),
             self.step_ms,
-            self.step_gflop / self.step_ms * 1e3
+            self.step_gflop / self.step_ms * 1e3,
+            split
         )
     }
 }
@@ -90,17 +122,26 @@ async fn time(gpu: &Gpu, what: &str, ds: &[&Dispatch], min_ms: f64, now: &dyn Fn
     }
 }
 
-/// Run the benchmark. `layers`: conv layers to time (all if empty); `now`:
+/// Run the benchmark. `layers`: conv layers to time (all if empty);
+/// `split_layer`: the layer of the whole-step split (none: skip it); `now`:
 /// a clock in milliseconds; `progress`: called with each layer's figures.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     gpu: &Gpu,
     size: usize,
     batch: usize,
     layers: &[String],
+    split_layer: Option<&str>,
     min_ms: f64,
     now: &dyn Fn() -> f64,
     progress: &mut dyn FnMut(&LayerFigures),
 ) -> Result<BenchReport> {
+    if size == 0 || batch == 0 {
+        return Err(Error::Invalid(format!("size ({size}) and batch ({batch}) must be at least 1")));
+    }
+    if let Some(l) = split_layer {
+        crate::model::resolve(l, false)?;
+    }
     for l in layers {
         if !CONVS.iter().any(|(n, _, _)| n == l) {
             return Err(Error::UnknownLayer { name: l.clone(), known: "conv1_1 … conv5_3".into() });
@@ -130,7 +171,20 @@ pub async fn run(
         .iter()
         .filter_map(|(n, cin, cout)| net.activation(n).map(|a| 4.0 * conv::macs(a.shape, *cin, *cout) as f64 / 1e9))
         .sum();
+    drop(net);
+    let split = match split_layer {
+        None => None,
+        Some(layer) => {
+            let objective = Objective::per_image((0..batch).map(|b| Objective::channel(layer, b)).collect())?;
+            let settings = Settings::new(batch, size, Preprocess::keras());
+            let p = Pipeline::new(gpu, &model, settings, &objective).await?;
+            let step_ms = time(gpu, "optimization step", &p.step_dispatches(false), min_ms, now).await?;
+            let image_ms = time(gpu, "image side of the step", &p.image_dispatches(), min_ms, now).await?;
+            Some(StepSplit { layer: layer.to_string(), step_ms, image_ms })
+        }
+    };
     Ok(BenchReport {
+        split,
         adapter: gpu.adapter.to_string(),
         conv_schedule: gpu.conv_config.name(),
         size,

@@ -182,12 +182,7 @@ impl Pipeline {
             let redirect = self.settings.redirect_relu && self.step < REDIRECT_STEPS;
             self.step += 1;
             self.adam.set_step(gpu, self.step);
-            let mut ds: Vec<&Dispatch> = self.forward.iter().collect();
-            ds.extend(self.net.step_dispatches_with(redirect));
-            ds.extend(self.image_value.iter());
-            ds.extend(self.backward.iter());
-            ds.push(&self.adam.dispatch);
-            gpu.run("optimization step", &ds).await?;
+            gpu.run("optimization step", &self.step_dispatches(redirect)).await?;
         }
         Ok(())
     }
@@ -206,6 +201,16 @@ impl Pipeline {
         ds.extend(self.image_value.iter());
         gpu.run("evaluate", &ds).await?;
         self.net.read_objective(gpu).await
+    }
+
+    /// Every dispatch of one step, in order.
+    pub fn step_dispatches(&self, redirect: bool) -> Vec<&Dispatch> {
+        let mut ds: Vec<&Dispatch> = self.forward.iter().collect();
+        ds.extend(self.net.step_dispatches_with(redirect));
+        ds.extend(self.image_value.iter());
+        ds.extend(self.backward.iter());
+        ds.push(&self.adam.dispatch);
+        ds
     }
 
     /// The dispatches of one step outside the network (parameterization,

@@ -86,7 +86,7 @@ impl Engine {
                 let _ = f.call1(&JsValue::NULL, &JsValue::from_str(l.name));
             }
         };
-        let r = crate::bench::run(&self.gpu, size, batch, &layers, 300.0, &now, &mut report)
+        let r = crate::bench::run(&self.gpu, size, batch, &layers, Some("conv3_3"), 300.0, &now, &mut report)
             .await
             .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(r.to_json())

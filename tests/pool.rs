@@ -41,11 +41,17 @@ gpu_test! {
             let dy = rng.normal_vec(so.pixels() * c, 1.0);
             let xt = g.tensor_from("x", &pad_channels(&x, s)).unwrap();
             let dyt = g.tensor_from("dy", &pad_channels(&dy, so)).unwrap();
-            let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
-            let d = pool::maxpool_backward(&g, "pool", s, &xt, &dyt, &dx, true).await.unwrap();
-            g.run("maxpool backward test", &[&d]).await.unwrap();
-            let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
-            common::assert_close(&format!("maxpool backward {s}"), &got, &r::maxpool_backward(&x, s, &dy, true), 0.0);
+            // With the ReLU mask (the plain gradient) and without (the
+            // gradient with respect to the ReLU's output, for the redirected ReLU).
+            for mask in [true, false] {
+                let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
+                let d = pool::maxpool_backward(&g, "pool", s, &xt, &dyt, &dx, mask).await.unwrap();
+                g.run("maxpool backward test", &[&d]).await.unwrap();
+                let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
+                let want = r::maxpool_backward(&x, s, &dy, mask);
+                common::assert_close(&format!("maxpool backward {s} mask={mask}"), &got, &want, 0.0);
+            }
+            assert!(r::maxpool_backward(&x, s, &dy, true) != r::maxpool_backward(&x, s, &dy, false), "no window is all non-positive");
         }
     }
 }
