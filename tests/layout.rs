@@ -25,7 +25,7 @@ fn struct_size(m: &naga::Module, name: &str) -> u32 {
 
 #[test]
 fn uniform_structs_match_wgsl() {
-    let cases: [(&str, &str, &str, usize); 10] = [
+    let cases: [(&str, &str, &str, usize); 15] = [
         ("warp.wgsl", warp::SHADER, "WarpParams", std::mem::size_of::<warp::WarpParams>()),
         ("fourier.wgsl", fourier::SHADER, "FourierParams", std::mem::size_of::<fourier::FourierParams>()),
         ("image.wgsl", image::SHADER, "ImageParams", std::mem::size_of::<image::ImageParams>()),
@@ -36,6 +36,11 @@ fn uniform_structs_match_wgsl() {
         ("objective.wgsl", objective::SHADER, "ObjParams", std::mem::size_of::<objective::ObjParams>()),
         ("objective.wgsl", objective::SHADER, "ObjSpec", std::mem::size_of::<objective::ObjSpec>()),
         ("conv.wgsl", conv::SHADER, "ConvParams", 48),
+        ("diversity.wgsl", objective::DIVERSITY_SHADER, "DivParams", std::mem::size_of::<objective::DivParams>()),
+        ("regularize.wgsl", objective::REGULARIZE_SHADER, "RegParams", std::mem::size_of::<objective::RegParams>()),
+        ("regularize.wgsl", objective::REGULARIZE_SHADER, "Reg", std::mem::size_of::<objective::ImageReg>()),
+        ("relu.wgsl", objective::RELU_SHADER, "ReluParams", std::mem::size_of::<objective::ReluParams>()),
+        ("objective.wgsl", objective::SHADER, "ObjParams", 48),
     ];
     for (file, src, name, rust) in cases {
         let m = module(file, src);
@@ -55,7 +60,7 @@ fn every_shader_file_is_valid_wgsl_alone() {
             n += 1;
         }
     }
-    assert!(n >= 4, "found only {n} shaders");
+    assert!(n >= 11, "found only {n} shaders");
 }
 
 #[test]
