@@ -554,6 +554,7 @@ impl Gpu {
     /// Record `dispatches` into one compute pass of one encoder and submit
     /// once. Validation errors name the kernels involved.
     pub async fn run(&self, what: &str, dispatches: &[&Dispatch]) -> Result<()> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
         {
@@ -563,9 +564,11 @@ impl Gpu {
             }
         }
         self.queue.submit([encoder.finish()]);
-        if let Some(e) = scope.pop().await {
-            let names: Vec<&str> = dispatches.iter().map(|d| d.kernel.name.as_str()).collect();
-            return Err(Error::from_wgpu(&format!("{what} [{}]", names.join(", ")), e));
+        let names = || dispatches.iter().map(|d| d.kernel.name.as_str()).collect::<Vec<_>>().join(", ");
+        let validation = scope.pop().await;
+        let memory = oom.pop().await;
+        if let Some(e) = validation.or(memory) {
+            return Err(Error::from_wgpu(&format!("{what} [{}]", names()), e));
         }
         Ok(())
     }
@@ -613,6 +616,16 @@ impl Gpu {
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
+        // An error the device raised outside every error scope (a buffer the
+        // driver could not allocate, say) may have left this data stale:
+        // report it instead of returning a picture that silently is wrong.
+        let uncaptured = self.take_uncaptured_errors();
+        if !uncaptured.is_empty() {
+            return Err(Error::Readback {
+                buffer: tensor.label.clone(),
+                message: format!("the device reported an error earlier: {}", uncaptured.join("; ")),
+            });
+        }
         Ok(data)
     }
 }

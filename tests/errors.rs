@@ -127,3 +127,29 @@ gpu_test! {
         assert!(e.contains("conv2_2"), "{e}");
     }
 }
+
+gpu_test! {
+    async fn error_outside_every_scope_fails_the_next_readback() {
+        // A device of its own: the error must not reach the other tests' device.
+        let g = featvis::Gpu::new().await.expect("a GPU adapter");
+        let t = g.tensor_from("probe", &[1.0, 2.0]).unwrap();
+        assert_eq!(g.read(&t).await.unwrap(), vec![1.0, 2.0]);
+        // MAP_READ together with STORAGE is invalid without a native-only
+        // feature: wgpu reports it to the uncaptured-error handler.
+        let _bad = g.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid usage"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        match g.read(&t).await {
+            Err(Error::Readback { buffer, message }) => {
+                assert_eq!(buffer, "probe");
+                assert!(message.contains("reported an error"), "{message}");
+            }
+            other => panic!("expected a readback error after an uncaptured GPU error, got {other:?}"),
+        }
+        // Reported once: the device itself still works.
+        assert_eq!(g.read(&t).await.unwrap(), vec![1.0, 2.0]);
+    }
+}
