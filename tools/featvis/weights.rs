@@ -124,3 +124,7 @@ pub fn info_main(argv: &[String]) -> Result<(), String> {
     println!("license: {}", file.license);
     Ok(())
 }
+
+pub fn convert_main(_argv: &[String]) -> Result<(), String> {
+    Err("convert is not implemented yet".to_string())
+}
