@@ -58,6 +58,6 @@ pub fn convert(bytes: &[u8], format: Option<Format>) -> Result<WeightsFile> {
         Format::KerasH5 => super::hdf5::convert_keras_h5(bytes),
         Format::TorchPth => super::torch::convert_pth(bytes),
         Format::Onnx => WeightsFile::from_keras_onnx(bytes),
-        Format::TimmSafetensors => Err(WeightsError::Header("timm safetensors conversion is not implemented yet".into())),
+        Format::TimmSafetensors => super::torch::convert_torch_safetensors(bytes),
     }
 }

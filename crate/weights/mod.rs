@@ -113,6 +113,19 @@ impl Preprocessing {
         Preprocessing { channel_order_bgr: false, scale: 1.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
     }
 
+    /// keras_vggface VGG16: BGR, ×255, mean 93.5940 (B), 104.7624 (G), 129.1863 (R), no std.
+    pub fn vggface() -> Self {
+        Preprocessing { channel_order_bgr: true, scale: 255.0, mean: [93.594, 104.7624, 129.1863], std: [1.0, 1.0, 1.0] }
+    }
+
+    /// The convention's name when it is one of the known ones ("Keras", "VGGFace", "torchvision").
+    pub fn name(&self) -> Option<&'static str> {
+        [("Keras", Self::keras()), ("VGGFace", Self::vggface()), ("torchvision", Self::torchvision())]
+            .into_iter()
+            .find(|(_, p)| p == self)
+            .map(|(n, _)| n)
+    }
+
     pub fn channel_order(&self) -> &'static str {
         if self.channel_order_bgr {
             "BGR"
@@ -120,6 +133,17 @@ impl Preprocessing {
             "RGB"
         }
     }
+}
+
+/// One tensor already in the project's layout and naming: `conv1_1.weight`
+/// (3, 3, cin, cout) HWIO, `conv1_1.bias` (cout), `fc6.weight` (25088, 4096)
+/// with inputs in NHWC order of pool5, `fc6.bias`, … (see the module doc).
+/// Every converter produces these and hands them to [`WeightsFile::from_tensors`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
 }
 
 /// A weights file in memory.
@@ -163,6 +187,80 @@ impl WeightsFile {
             source: DEFAULT_SOURCE.to_string(),
             license: DEFAULT_LICENSE.to_string(),
         })
+    }
+
+    /// Assemble and check a file from converted tensors: every name must be a
+    /// VGG16 tensor, every shape VGG16's, the head all of fc6–fc8 or none, every
+    /// value finite. Tensors whose shapes are not VGG16's (a narrower test
+    /// network, another architecture) are refused with the tensor's name.
+    pub fn from_tensors(tensors: Vec<NamedTensor>, preprocessing: Preprocessing, source: &str, license: &str) -> Result<WeightsFile> {
+        let mut by_name: std::collections::BTreeMap<String, NamedTensor> = std::collections::BTreeMap::new();
+        for t in tensors {
+            let known = t
+                .name
+                .split_once('.')
+                .filter(|(layer, part)| {
+                    (*part == "weight" || *part == "bias") && (CONVS.iter().any(|c| c.0 == *layer) || FC_NAMES.contains(layer))
+                })
+                .is_some();
+            if !known {
+                return Err(WeightsError::Unexpected(t.name));
+            }
+            let n: usize = t.shape.iter().product();
+            if n != t.values.len() {
+                return Err(WeightsError::Tensor {
+                    tensor: t.name.clone(),
+                    message: format!("shape {:?} holds {n} values but {} were given", t.shape, t.values.len()),
+                });
+            }
+            if by_name.contains_key(&t.name) {
+                return Err(WeightsError::Tensor { tensor: t.name, message: "appears twice".into() });
+            }
+            by_name.insert(t.name.clone(), t);
+        }
+        fn take(by_name: &mut std::collections::BTreeMap<String, NamedTensor>, name: String, expected: Vec<usize>) -> Result<Vec<f32>> {
+            let t = by_name.remove(&name).ok_or_else(|| WeightsError::Missing(name.clone()))?;
+            if t.shape != expected {
+                return Err(WeightsError::Shape { tensor: name, expected, got: t.shape });
+            }
+            if let Some((index, &value)) = t.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(WeightsError::NonFinite { tensor: name, index, value });
+            }
+            Ok(t.values)
+        }
+        let mut convs = Vec::with_capacity(CONVS.len());
+        for &(name, cin, cout) in &CONVS {
+            convs.push(crate::model::ConvTensor {
+                w_hwio: take(&mut by_name, format!("{name}.weight"), vec![3, 3, cin, cout])?,
+                bias: take(&mut by_name, format!("{name}.bias"), vec![cout])?,
+            });
+        }
+        let mut fcs = Vec::new();
+        if !by_name.is_empty() {
+            let present: Vec<bool> = FC_NAMES.iter().map(|n| by_name.contains_key(&format!("{n}.weight")) || by_name.contains_key(&format!("{n}.bias"))).collect();
+            if let Some(i) = present.iter().position(|&p| !p) {
+                return Err(WeightsError::PartialHead(format!("{} is missing", FC_NAMES[i])));
+            }
+            let classes = match by_name.get("fc8.weight").map(|t| t.shape.as_slice()) {
+                Some(&[4096, k]) if k > 0 => k,
+                Some(other) => {
+                    return Err(WeightsError::Shape { tensor: "fc8.weight".into(), expected: vec![4096, 1000], got: other.to_vec() })
+                }
+                None => return Err(WeightsError::Missing("fc8.weight".into())),
+            };
+            for (i, (inputs, outputs)) in [(FC6_INPUTS, 4096), (4096, 4096), (4096, classes)].into_iter().enumerate() {
+                let n = FC_NAMES[i];
+                fcs.push(FcTensor {
+                    inputs,
+                    outputs,
+                    w_io: take(&mut by_name, format!("{n}.weight"), vec![inputs, outputs])?,
+                    bias: take(&mut by_name, format!("{n}.bias"), vec![outputs])?,
+                });
+            }
+        }
+        let weights = Vgg16Weights { convs, fcs };
+        weights.validate()?;
+        Ok(WeightsFile { weights, preprocessing, source: source.to_string(), license: license.to_string() })
     }
 
     /// Layer names present, in order.

@@ -8,3 +8,9 @@ use super::{Result, WeightsError, WeightsFile};
 pub fn convert_pth(_bytes: &[u8]) -> Result<WeightsFile> {
     Err(WeightsError::Header("PyTorch .pth conversion is not implemented yet".into()))
 }
+
+/// A safetensors file with torchvision/timm names (`features.0.weight` OIHW,
+/// `classifier.0.weight` (out, in), …) → weights file (torchvision preprocessing).
+pub fn convert_torch_safetensors(_bytes: &[u8]) -> Result<WeightsFile> {
+    Err(WeightsError::Header("timm safetensors conversion is not implemented yet".into()))
+}
