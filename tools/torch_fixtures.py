@@ -79,9 +79,237 @@ def inflate_fixtures():
         f.write("\n".join(manifest) + "\n")
 
 
+# --- torch.save's format, without torch -------------------------------------
+
+def fake_torch():
+    """Stand-ins registered as torch, torch._utils so that pickle writes (and
+    can verify) the same GLOBAL names torch.save does."""
+    import types
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks):
+        raise RuntimeError("stand-in: never called")
+
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    for name in ("FloatStorage", "HalfStorage"):
+        cls = type(name, (), {"__module__": "torch", "__qualname__": name})
+        setattr(torch, name, cls)
+    torch._utils = utils
+    sys.modules["torch"] = torch
+    sys.modules["torch._utils"] = utils
+    return torch, utils
+
+
+class Storage:
+    def __init__(self, cls, key, fmt, values):
+        self.cls, self.key, self.values = cls, key, list(values)
+        self.data = struct.pack("<%d%s" % (len(self.values), fmt), *self.values)
+
+
+class Tensor:
+    """Pickles as torch.Tensor.__reduce_ex__ does for a state dict entry."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def __reduce_ex__(self, protocol):
+        from collections import OrderedDict
+        rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
+        return (rebuild, (self.storage, self.offset, self.size, self.stride, False, OrderedDict()))
+
+
+def torch_pickle(obj):
+    import io
+    import pickle
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, Storage):
+                return ("storage", o.cls, o.key, "cpu", len(o.values))
+            return None
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(obj)  # torch's DEFAULT_PROTOCOL is 2
+    return buf.getvalue()
+
+
+def torch_zip(prefix, records, zip64=True):
+    """A zip as torch's PyTorchStreamWriter lays it out: stored members whose
+    data start on 64-byte boundaries (padding in an "FB" extra field), then
+    the central directory; with zip64=True every data member's central entry
+    carries zip64 sizes/offset and the archive ends with the zip64 end record
+    and locator before the classic end record."""
+    out = bytearray()
+    central = bytearray()
+    for name, data in records:
+        full = (prefix + "/" + name).encode()
+        crc = zlib.crc32(data) & 0xFFFFFFFF
+        offset = len(out)
+        pad = (-(offset + 30 + len(full) + 4)) % 64
+        extra = b"FB" + struct.pack("<H", pad) + b"Z" * pad
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, crc, len(data), len(data), len(full), len(extra))
+        out += full + extra
+        assert len(out) % 64 == 0
+        out += data
+        big = zip64 and name.startswith("data/")
+        if big:
+            cextra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
+            csize = usize = off = 0xFFFFFFFF
+        else:
+            cextra, csize, usize, off = b"", len(data), len(data), offset
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45 if big else 20, 20, 0, 0, 0, 0x21, crc,
+                               csize, usize, len(full), len(cextra), 0, 0, 0, 0, off)
+        central += full + cextra
+    cd_offset = len(out)
+    out += central
+    n = len(records)
+    if zip64:
+        z64 = len(out)
+        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), cd_offset)
+        out += struct.pack("<IIQI", 0x07064B50, 0, z64, 1)
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    else:
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(central), cd_offset, 0)
+    return bytes(out)
+
+
+# A narrow VGG16: same layers and key names, fewer channels (see
+# NARROW in tests/weights_torch.rs).
+NARROW_WIDTHS = [4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8]
+NARROW_FC = [16, 16, 10]
+FEATURES = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+
+
+def narrow_state_dict():
+    """(name, shape, values) in torchvision's layout, values rounded to f32."""
+    import random
+    rng = random.Random(2024)
+    f32 = lambda v: struct.unpack("<f", struct.pack("<f", v))[0]
+    tensors = []
+    cin = 3
+    for idx, cout in zip(FEATURES, NARROW_WIDTHS):
+        tensors.append((f"features.{idx}.weight", (cout, cin, 3, 3), [f32(rng.gauss(0, 0.3)) for _ in range(cout * cin * 9)]))
+        tensors.append((f"features.{idx}.bias", (cout,), [f32(rng.gauss(0, 0.1)) for _ in range(cout)]))
+        cin = cout
+    inputs = cin * 49
+    for idx, outputs in zip((0, 3, 6), NARROW_FC):
+        tensors.append((f"classifier.{idx}.weight", (outputs, inputs), [f32(rng.gauss(0, 0.05)) for _ in range(outputs * inputs)]))
+        tensors.append((f"classifier.{idx}.bias", (outputs,), [f32(rng.gauss(0, 0.1)) for _ in range(outputs)]))
+        inputs = outputs
+    return tensors
+
+
+def half(v):
+    return struct.unpack("<e", struct.pack("<e", v))[0]
+
+
+def pth_fixture(torch):
+    """narrow-vgg16.pth: the narrow state dict as torch.save writes it, with
+    the cases a real file can hold: two biases sharing one storage at
+    different offsets, a transposed (non-contiguous) weight, a half tensor."""
+    from collections import OrderedDict
+    tensors = narrow_state_dict()
+    sd = OrderedDict()
+    meta = OrderedDict([("", {"version": 1}), ("features", {"version": 1}), ("classifier", {"version": 1})])
+    storages = []
+    expected = []
+    shared = None
+    for name, shape, values in tensors:
+        key = str(len(storages))
+        if name == "features.0.bias":
+            # features.0.bias and features.2.bias live in one storage.
+            nxt = next(t for t in tensors if t[0] == "features.2.bias")
+            st = Storage(torch.FloatStorage, key, "f", values + nxt[2])
+            storages.append(st)
+            shared = st
+            t = Tensor(st, 0, shape, (1,))
+        elif name == "features.2.bias":
+            t = Tensor(shared, len(tensors[1][2]), shape, (1,))
+        elif name == "classifier.3.weight":
+            # Stored as its transpose: size (out, in), stride (1, out).
+            out_, in_ = shape
+            tr = [values[o * in_ + i] for i in range(in_) for o in range(out_)]
+            st = Storage(torch.FloatStorage, key, "f", tr)
+            storages.append(st)
+            t = Tensor(st, 0, shape, (1, out_))
+        elif name == "classifier.6.bias":
+            values = [half(v) for v in values]
+            st = Storage(torch.HalfStorage, key, "e", values)
+            storages.append(st)
+            t = Tensor(st, 0, shape, (1,))
+        else:
+            st = Storage(torch.FloatStorage, key, "f", values)
+            storages.append(st)
+            stride = []
+            acc = 1
+            for d in reversed(shape):
+                stride.insert(0, acc)
+                acc *= d
+            t = Tensor(st, 0, shape, stride)
+        sd[name] = t
+        expected.append((name, shape, values))
+    sd._metadata = meta
+    pkl = torch_pickle(sd)
+    records = [("data.pkl", pkl), (".format_version", b"1"), (".storage_alignment", b"64"), ("byteorder", b"little")]
+    records += [(f"data/{st.key}", st.data) for st in storages]
+    records += [("version", b"3\n"), (".data/serialization_id", b"0123456789012345678901234567890123456789")]
+    write("narrow-vgg16.pth", torch_zip("vgg16-397923af", records, zip64=True))
+    return expected
+
+
+def safetensors_bytes(tensors, metadata):
+    import json
+    header = {}
+    data = bytearray()
+    for name, shape, values in tensors:
+        begin = len(data)
+        data += struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [begin, len(data)]}
+    header["__metadata__"] = metadata
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + bytes(data)
+
+
+def torch_fixtures():
+    torch, _ = fake_torch()
+    expected = pth_fixture(torch)
+    # The same tensors, torchvision-named, as plain safetensors: the expected
+    # values of narrow-vgg16.pth, and the torchvision-named safetensors case.
+    write("narrow-vgg16-torchvision.safetensors", safetensors_bytes(expected, {"format": "pt"}))
+    # timm's naming: the classifier as pre_logits.fc1 (a 7×7 convolution),
+    # pre_logits.fc2 (1×1) and head.fc.
+    timm = []
+    for name, shape, values in expected:
+        if name == "classifier.0.weight":
+            name, shape = "pre_logits.fc1.weight", (shape[0], shape[1] // 49, 7, 7)
+        elif name == "classifier.0.bias":
+            name = "pre_logits.fc1.bias"
+        elif name == "classifier.3.weight":
+            name, shape = "pre_logits.fc2.weight", (shape[0], shape[1], 1, 1)
+        elif name == "classifier.3.bias":
+            name = "pre_logits.fc2.bias"
+        elif name.startswith("classifier.6."):
+            name = "head.fc." + name.split(".")[-1]
+        timm.append((name, shape, values))
+    write("narrow-vgg16-timm.safetensors", safetensors_bytes(timm, {"format": "pt"}))
+    lines = [f"# featvis torch fixtures, version {VERSION}, written by tools/torch_fixtures.py (torch not needed)",
+             "# narrow-vgg16.pth: features.N / classifier.N of a narrow vgg16, widths " + ",".join(map(str, NARROW_WIDTHS))
+             + " fc " + ",".join(map(str, NARROW_FC)),
+             "# name shape first-value"]
+    for name, shape, values in expected:
+        lines.append(f"{name} {'x'.join(map(str, shape))} {values[0]!r}")
+    with open(os.path.join(OUT, "torch-manifest.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     inflate_fixtures()
+    torch_fixtures()
 
 
 if __name__ == "__main__":

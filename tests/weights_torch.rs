@@ -1,0 +1,668 @@
+//! torchvision .pth state dicts and torchvision/timm-named safetensors →
+//! the project's VGG16 weights. The .pth files are written here (zip +
+//! pickle bytes, stored and deflated members) or by tools/torch_fixtures.py,
+//! which mimics torch.save's exact byte format without torch. No file system
+//! access: fixtures are compiled in, so this also builds for wasm.
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+use featvis::model::CONVS;
+use featvis::weights::safetensors::{self, Dtype, TensorOut};
+use featvis::weights::torch::{self, pickle, zip, RawTensor, FEATURE_INDICES};
+use featvis::weights::{convert, NamedTensor, Preprocessing, WeightsError, WeightsFile};
+
+macro_rules! test {
+    (fn $name:ident() $body:block) => {
+        #[cfg_attr(not(target_arch = "wasm32"), test)]
+        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+        fn $name() $body
+    };
+}
+
+const PY_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16.pth");
+const PY_TORCHVISION_ST: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-torchvision.safetensors");
+const PY_TIMM_ST: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-timm.safetensors");
+const PY_MANIFEST: &str = include_str!("fixtures/torch/torch-manifest.txt");
+
+/// Widths of the narrow VGG16 (also in tools/torch_fixtures.py).
+const NARROW: [usize; 13] = [4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8];
+const NARROW_FC: [usize; 3] = [16, 16, 10];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+/// A torchvision-layout state dict with the given conv widths (and head when given).
+fn state_dict(seed: u64, widths: &[usize; 13], fc: Option<[usize; 3]>) -> Vec<RawTensor> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    let mut cin = 3;
+    for (&idx, &cout) in FEATURE_INDICES.iter().zip(widths) {
+        out.push((format!("features.{idx}.weight"), vec![cout, cin, 3, 3], rng.vec(cout * cin * 9)));
+        out.push((format!("features.{idx}.bias"), vec![cout], rng.vec(cout)));
+        cin = cout;
+    }
+    if let Some(fc) = fc {
+        let mut inputs = cin * 49;
+        for (&idx, &outputs) in [0, 3, 6].iter().zip(&fc) {
+            out.push((format!("classifier.{idx}.weight"), vec![outputs, inputs], rng.vec(outputs * inputs)));
+            out.push((format!("classifier.{idx}.bias"), vec![outputs], rng.vec(outputs)));
+            inputs = outputs;
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- writers --
+
+#[derive(Default)]
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u32,
+    n: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, v: u32, k: u32) {
+        for i in 0..k {
+            self.acc |= ((v >> i) & 1) << self.n;
+            self.n += 1;
+            if self.n == 8 {
+                self.out.push(self.acc as u8);
+                self.acc = 0;
+                self.n = 0;
+            }
+        }
+    }
+
+    fn put_code(&mut self, v: u32, k: u32) {
+        for i in (0..k).rev() {
+            self.put((v >> i) & 1, 1);
+        }
+    }
+
+    fn literal(&mut self, sym: u32) {
+        match sym {
+            0..=143 => self.put_code(0x30 + sym, 8),
+            144..=255 => self.put_code(0x190 + sym - 144, 9),
+            256..=279 => self.put_code(sym - 256, 7),
+            _ => self.put_code(0xc0 + sym - 280, 8),
+        }
+    }
+}
+
+/// A raw DEFLATE stream of one fixed-Huffman block, greedy LZ77 matches
+/// through a 3-byte hash (enough to exercise lengths and distances).
+fn deflate_fixed(data: &[u8]) -> Vec<u8> {
+    const LBASE: [u32; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+    const LEXTRA: [u32; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+    const DBASE: [u32; 30] = [
+        1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289,
+        16385, 24577,
+    ];
+    const DEXTRA: [u32; 30] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+    let mut w = BitWriter::default();
+    w.put(1, 1);
+    w.put(1, 2);
+    let mut last = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < data.len() {
+        let mut len = 0;
+        let mut dist = 0;
+        if i + 3 <= data.len() {
+            let key = [data[i], data[i + 1], data[i + 2]];
+            if let Some(&j) = last.get(&key) {
+                if i - j <= 32768 {
+                    let mut l = 0;
+                    while l < 258 && i + l < data.len() && data[j + l] == data[i + l] {
+                        l += 1;
+                    }
+                    if l >= 3 {
+                        len = l;
+                        dist = i - j;
+                    }
+                }
+            }
+            last.insert(key, i);
+        }
+        if len >= 3 {
+            let li = LBASE.iter().rposition(|&b| b as usize <= len).unwrap();
+            w.literal(257 + li as u32);
+            w.put(len as u32 - LBASE[li], LEXTRA[li]);
+            let di = DBASE.iter().rposition(|&b| b as usize <= dist).unwrap();
+            w.put_code(di as u32, 5);
+            w.put(dist as u32 - DBASE[di], DEXTRA[di]);
+            for k in i + 1..(i + len).min(data.len().saturating_sub(2)) {
+                last.insert([data[k], data[k + 1], data[k + 2]], k);
+            }
+            i += len;
+        } else {
+            w.literal(data[i] as u32);
+            i += 1;
+        }
+    }
+    w.literal(256);
+    if w.n > 0 {
+        w.out.push(w.acc as u8);
+    }
+    w.out
+}
+
+/// A zip archive (no zip64); `deflate` picks the members to compress.
+fn write_zip(members: &[(String, Vec<u8>)], deflate: impl Fn(&str) -> bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in members {
+        let crc = zip::crc32(data);
+        let (method, body) = if deflate(name) { (8u16, deflate_fixed(data)) } else { (0u16, data.clone()) };
+        let offset = out.len() as u32;
+        let header = |sig: u32, central_entry: bool| {
+            let mut h = Vec::new();
+            h.extend(sig.to_le_bytes());
+            if central_entry {
+                h.extend(20u16.to_le_bytes());
+            }
+            h.extend(20u16.to_le_bytes());
+            h.extend(0u16.to_le_bytes()); // flags
+            h.extend(method.to_le_bytes());
+            h.extend([0u8; 4]); // time, date
+            h.extend(crc.to_le_bytes());
+            h.extend((body.len() as u32).to_le_bytes());
+            h.extend((data.len() as u32).to_le_bytes());
+            h.extend((name.len() as u16).to_le_bytes());
+            h.extend(0u16.to_le_bytes()); // extra
+            if central_entry {
+                h.extend([0u8; 6]); // comment, disk, internal attributes
+                h.extend([0u8; 4]); // external attributes
+                h.extend(offset.to_le_bytes());
+            }
+            h.extend(name.as_bytes());
+            h
+        };
+        let local = header(0x0403_4b50, false);
+        let entry = header(0x0201_4b50, true);
+        out.extend(local);
+        out.extend(&body);
+        central.extend(entry);
+    }
+    let cd_offset = out.len() as u32;
+    out.extend(&central);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend((members.len() as u16).to_le_bytes());
+    out.extend((members.len() as u16).to_le_bytes());
+    out.extend((central.len() as u32).to_le_bytes());
+    out.extend(cd_offset.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
+}
+
+/// Pickle opcodes as torch.save (protocol 2) writes them.
+#[derive(Default)]
+struct Pickle(Vec<u8>);
+
+impl Pickle {
+    fn op(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn global(&mut self, module: &str, name: &str) -> &mut Self {
+        self.0.push(b'c');
+        self.0.extend(format!("{module}\n{name}\n").bytes());
+        self
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.0.push(b'X');
+        self.0.extend((s.len() as u32).to_le_bytes());
+        self.0.extend(s.bytes());
+        self
+    }
+    fn int(&mut self, v: usize) -> &mut Self {
+        match v {
+            0..=255 => self.op(&[b'K', v as u8]),
+            256..=65535 => self.op(&[b'M', v as u8, (v >> 8) as u8]),
+            _ => {
+                self.0.push(b'J');
+                self.0.extend((v as u32).to_le_bytes());
+                self
+            }
+        }
+    }
+    fn ints(&mut self, v: &[usize]) -> &mut Self {
+        self.op(b"(");
+        for &x in v {
+            self.int(x);
+        }
+        self.op(b"t")
+    }
+}
+
+/// One state-dict entry: a view of storage `key`.
+struct Entry<'a> {
+    name: &'a str,
+    storage_class: &'a str,
+    key: &'a str,
+    numel: usize,
+    offset: usize,
+    size: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+fn contiguous(size: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; size.len()];
+    for d in (0..size.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * size[d + 1];
+    }
+    s
+}
+
+/// The pickle of an OrderedDict of tensors, opcode for opcode as torch.save writes it.
+fn state_dict_pickle(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).global("collections", "OrderedDict").op(&[b'q', 0]).op(b")R").op(&[b'q', 1]).op(b"(");
+    for e in entries {
+        p.str(e.name).global("torch._utils", "_rebuild_tensor_v2").op(b"((");
+        p.str("storage").global("torch", e.storage_class).str(e.key).str("cpu").int(e.numel).op(b"tQ");
+        p.int(e.offset).ints(&e.size).ints(&e.stride).op(&[0x89]).global("collections", "OrderedDict").op(b")Rt").op(b"R");
+    }
+    // SETITEMS, then the state ({'_metadata': {}}) BUILD, STOP.
+    p.op(b"u}").str("_metadata").op(b"}s").op(b"b.");
+    p.0
+}
+
+/// A .pth of `tensors` (f32, one storage each), with the archive folder `prefix`.
+fn write_pth(tensors: &[RawTensor], prefix: &str, deflate: impl Fn(&str) -> bool) -> Vec<u8> {
+    let keys: Vec<String> = (0..tensors.len()).map(|i| i.to_string()).collect();
+    let entries: Vec<Entry<'_>> = tensors
+        .iter()
+        .zip(&keys)
+        .map(|((name, shape, values), key)| Entry {
+            name,
+            storage_class: "FloatStorage",
+            key,
+            numel: values.len(),
+            offset: 0,
+            size: shape.clone(),
+            stride: contiguous(shape),
+        })
+        .collect();
+    let mut members = vec![(format!("{prefix}/data.pkl"), state_dict_pickle(&entries))];
+    members.push((format!("{prefix}/byteorder"), b"little".to_vec()));
+    for ((_, _, values), key) in tensors.iter().zip(&keys) {
+        members.push((format!("{prefix}/data/{key}"), values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+    }
+    members.push((format!("{prefix}/version"), b"3\n".to_vec()));
+    write_zip(&members, deflate)
+}
+
+fn find<'a>(t: &'a [NamedTensor], name: &str) -> &'a NamedTensor {
+    t.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no tensor {name}"))
+}
+
+fn assert_same(got: &[RawTensor], expected: &[RawTensor]) {
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(expected) {
+        assert_eq!(g.0, e.0);
+        assert_eq!(g.1, e.1, "{}", g.0);
+        if let Some(i) = (0..e.2.len()).find(|&i| g.2[i].to_bits() != e.2[i].to_bits()) {
+            panic!("{}: index {i}: got {}, expected {}", g.0, g.2[i], e.2[i]);
+        }
+        assert_eq!(g.2.len(), e.2.len(), "{}", g.0);
+    }
+}
+
+/// The mapping, checked element by element against indices written out by hand.
+fn check_mapping(raw: &[RawTensor], mapped: &[NamedTensor], widths: &[usize; 13], fc: [usize; 3]) {
+    assert_eq!(raw.len(), mapped.len());
+    let get = |n: &str| &raw.iter().find(|t| t.0 == n).unwrap().2;
+    let mut cin = 3;
+    for (i, (&idx, &cout)) in FEATURE_INDICES.iter().zip(widths).enumerate() {
+        let name = CONVS[i].0;
+        let w = find(mapped, &format!("{name}.weight"));
+        assert_eq!(w.shape, vec![3, 3, cin, cout]);
+        let torch_w = get(&format!("features.{idx}.weight"));
+        for o in 0..cout {
+            for c in 0..cin {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let t = torch_w[((o * cin + c) * 3 + ky) * 3 + kx];
+                        let ours = w.values[((ky * 3 + kx) * cin + c) * cout + o];
+                        assert_eq!(t, ours, "{name} o={o} c={c} ky={ky} kx={kx}");
+                    }
+                }
+            }
+        }
+        assert_eq!(&find(mapped, &format!("{name}.bias")).values, get(&format!("features.{idx}.bias")));
+        cin = cout;
+    }
+    // fc6: torch's input column c·49 + y·7 + x is our row (y·7 + x)·C + c.
+    let c5 = cin;
+    let fc6 = find(mapped, "fc6.weight");
+    assert_eq!(fc6.shape, vec![49 * c5, fc[0]]);
+    let t6 = get("classifier.0.weight");
+    let (o, c, y, x) = (fc[0] - 3, c5 - 2, 2, 6);
+    assert_eq!(fc6.values[((y * 7 + x) * c5 + c) * fc[0] + o], t6[o * 49 * c5 + c * 49 + y * 7 + x]);
+    for o in 0..fc[0] {
+        for c in 0..c5 {
+            for p in 0..49 {
+                assert_eq!(fc6.values[(p * c5 + c) * fc[0] + o], t6[o * 49 * c5 + c * 49 + p], "fc6 o={o} c={c} p={p}");
+            }
+        }
+    }
+    for (layer, torch_name, inputs, outputs) in [("fc7", "classifier.3", fc[0], fc[1]), ("fc8", "classifier.6", fc[1], fc[2])] {
+        let w = find(mapped, &format!("{layer}.weight"));
+        assert_eq!(w.shape, vec![inputs, outputs]);
+        let t = get(&format!("{torch_name}.weight"));
+        for o in 0..outputs {
+            for i in 0..inputs {
+                assert_eq!(w.values[i * outputs + o], t[o * inputs + i], "{layer} in={i} out={o}");
+            }
+        }
+        assert_eq!(&find(mapped, &format!("{layer}.bias")).values, get(&format!("{torch_name}.bias")));
+    }
+}
+
+// ------------------------------------------------------------------ tests --
+
+test! {
+fn crc32_vector() {
+    assert_eq!(zip::crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(zip::crc32(b""), 0);
+}
+}
+
+test! {
+fn rust_written_pth_round_trip() {
+    let sd = state_dict(1, &NARROW, Some(NARROW_FC));
+    // Stored members; deflated storages and pickle; a `module.` prefix.
+    let stored = write_pth(&sd, "archive", |_| false);
+    let deflated = write_pth(&sd, "vgg16-397923af", |n| n.ends_with(".pkl") || n.ends_with("/3") || n.ends_with("/30"));
+    assert!(deflated.len() < stored.len(), "the deflated members should be smaller");
+    for bytes in [&stored, &deflated] {
+        let raw = torch::read_state_dict(bytes).unwrap();
+        assert_same(&raw, &sd);
+        let mapped = torch::torchvision_tensors(raw.clone()).unwrap();
+        check_mapping(&raw, &mapped, &NARROW, NARROW_FC);
+    }
+    let prefixed: Vec<RawTensor> = sd.iter().map(|(n, s, v)| (format!("module.{n}"), s.clone(), v.clone())).collect();
+    let raw = torch::read_state_dict(&write_pth(&prefixed, "archive", |_| true)).unwrap();
+    assert_same(&raw, &prefixed);
+    let mapped = torch::torchvision_tensors(raw).unwrap();
+    check_mapping(&sd, &mapped, &NARROW, NARROW_FC);
+}
+}
+
+test! {
+fn narrow_network_is_refused_by_the_vgg16_loader() {
+    let bytes = write_pth(&state_dict(2, &NARROW, Some(NARROW_FC)), "archive", |_| false);
+    let e = torch::convert_pth(&bytes).unwrap_err();
+    match &e {
+        WeightsError::Shape { tensor, expected, got } => {
+            assert_eq!(tensor, "conv1_1.weight");
+            assert_eq!(expected, &vec![3, 3, 3, 64]);
+            assert_eq!(got, &vec![3, 3, 3, 4]);
+        }
+        other => panic!("expected a shape error, got {other}"),
+    }
+}
+}
+
+test! {
+fn full_size_trunk_through_the_loader() {
+    // The real VGG16 widths (conv trunk only: 14.7 M parameters).
+    let widths: [usize; 13] = CONVS.map(|c| c.2);
+    let sd = state_dict(3, &widths, None);
+    let bytes = write_pth(&sd, "archive", |n| n.ends_with("/1"));
+    let via_detect = convert::convert(&bytes, None).unwrap();
+    let file = torch::convert_pth(&bytes).unwrap();
+    assert_eq!(file.preprocessing, Preprocessing::torchvision());
+    assert_eq!(file.parameter_count(), 14_714_688);
+    assert_eq!(via_detect.weights.convs[12].bias, file.weights.convs[12].bias);
+    // Through the project's file and back.
+    let back = WeightsFile::from_bytes(&file.to_bytes(false)).unwrap();
+    assert_eq!(back.preprocessing, Preprocessing::torchvision());
+    assert_eq!(back.source, torch::TORCHVISION_SOURCE);
+    for (i, &(name, cin, cout)) in CONVS.iter().enumerate() {
+        let t = &sd[2 * i].2;
+        let w = &back.weights.convs[i].w_hwio;
+        // A few spread-out elements, index by hand: torch (o, c, ky, kx) → ours (ky, kx, c, o).
+        for (o, c, ky, kx) in [(0, 0, 0, 0), (cout - 1, cin - 1, 2, 2), (cout / 2, cin / 3, 1, 2), (7 % cout, 2, 2, 0)] {
+            assert_eq!(w[((ky * 3 + kx) * cin + c) * cout + o], t[((o * cin + c) * 3 + ky) * 3 + kx], "{name}");
+        }
+        assert_eq!(back.weights.convs[i].bias, sd[2 * i + 1].2, "{name}");
+    }
+}
+}
+
+test! {
+fn python_fixture_mimicking_torch_save() {
+    // Stored members at 64-byte boundaries, zip64 records, "vgg16-397923af/"
+    // folder, two biases sharing one storage, a transposed weight, a half bias.
+    let raw = torch::read_state_dict(PY_PTH).unwrap();
+    let expected = torch::read_safetensors(PY_TORCHVISION_ST).unwrap();
+    assert_same(&raw, &expected);
+    // First values as Python printed them.
+    let mut lines = PY_MANIFEST.lines().filter(|l| !l.starts_with('#'));
+    for (name, shape, values) in &raw {
+        let line = lines.next().unwrap();
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[0], name);
+        let dims: Vec<usize> = parts[1].split('x').map(|d| d.parse().unwrap()).collect();
+        assert_eq!(&dims, shape);
+        assert_eq!(values[0], parts[2].parse::<f64>().unwrap() as f32, "{name}");
+    }
+    assert_eq!(lines.next(), None);
+    let mapped = torch::torchvision_tensors(raw.clone()).unwrap();
+    check_mapping(&raw, &mapped, &NARROW, NARROW_FC);
+}
+}
+
+test! {
+fn timm_and_torchvision_safetensors() {
+    let tv = torch::torchvision_tensors(torch::read_safetensors(PY_TORCHVISION_ST).unwrap()).unwrap();
+    let timm = torch::torchvision_tensors(torch::read_safetensors(PY_TIMM_ST).unwrap()).unwrap();
+    assert_eq!(tv, timm);
+    check_mapping(&torch::read_safetensors(PY_TORCHVISION_ST).unwrap(), &timm, &NARROW, NARROW_FC);
+    // Full size, trunk only, written here: features.N names, OIHW.
+    let widths: [usize; 13] = CONVS.map(|c| c.2);
+    let sd = state_dict(4, &widths, None);
+    let outs: Vec<TensorOut<'_>> = sd.iter().map(|(n, s, v)| TensorOut { name: n, shape: s.clone(), values: v }).collect();
+    let bytes = safetensors::write(&outs, &[("format".into(), "pt".into())], Dtype::F32);
+    let file = torch::convert_torch_safetensors(&bytes).unwrap();
+    assert_eq!(file.preprocessing, Preprocessing::torchvision());
+    let (cin, cout) = (CONVS[4].1, CONVS[4].2);
+    let (o, c, ky, kx) = (200, 77, 2, 1);
+    assert_eq!(file.weights.convs[4].w_hwio[((ky * 3 + kx) * cin + c) * cout + o], sd[8].2[((o * cin + c) * 3 + ky) * 3 + kx]);
+    let e = torch::convert_torch_safetensors(PY_TIMM_ST).unwrap_err();
+    assert!(matches!(e, WeightsError::Shape { .. }), "{e}");
+}
+}
+
+/// A small .pth: two tensors.
+fn tiny_pth() -> (Vec<RawTensor>, Vec<u8>) {
+    let sd = vec![
+        ("features.0.bias".to_string(), vec![4], vec![0.5, -1.0, 2.0, 0.25]),
+        ("classifier.6.bias".to_string(), vec![3], vec![1.0, 2.0, 3.0]),
+    ];
+    let bytes = write_pth(&sd, "archive", |n| n.ends_with(".pkl"));
+    (sd, bytes)
+}
+
+fn pth_with_pickle(pickle: Vec<u8>, storages: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut members = vec![("archive/data.pkl".to_string(), pickle)];
+    for (k, d) in storages {
+        members.push((format!("archive/data/{k}"), d.clone()));
+    }
+    write_zip(&members, |_| false)
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn err_of(bytes: &[u8]) -> String {
+    match torch::read_state_dict(bytes) {
+        Ok(t) => panic!("expected an error, read {} tensors", t.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+test! {
+fn every_truncation_is_an_error() {
+    let (sd, bytes) = tiny_pth();
+    assert_same(&torch::read_state_dict(&bytes).unwrap(), &sd);
+    for n in 0..bytes.len() {
+        if let Ok(t) = torch::read_state_dict(&bytes[..n]) {
+            panic!("cut to {n} of {} bytes, read {} tensors", bytes.len(), t.len());
+        }
+    }
+    for n in (0..PY_PTH.len()).step_by(997) {
+        assert!(torch::read_state_dict(&PY_PTH[..n]).is_err(), "python fixture cut to {n}");
+    }
+}
+}
+
+test! {
+fn forbidden_global_is_refused() {
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).global("os", "system").str("echo hi").op(&[0x85]).op(b"R.");
+    let e = err_of(&pth_with_pickle(p.0, &[]));
+    assert!(e.contains("os.system") && e.contains("not") && e.contains("allowed"), "{e}");
+    // Same through STACK_GLOBAL (protocol 4).
+    let mut p = Pickle::default();
+    p.op(&[0x80, 4]).str("builtins").str("eval").op(&[0x93]).str("1").op(&[0x85]).op(b"R.");
+    let e = err_of(&pth_with_pickle(p.0, &[]));
+    assert!(e.contains("builtins.eval"), "{e}");
+}
+}
+
+test! {
+fn corrupt_member_fails_its_crc() {
+    let (_, bytes) = tiny_pth();
+    // The last storage's data ("archive/data/1", 12 bytes) sits right before
+    // the version member; flip one of its bits.
+    let at = bytes.windows(4).position(|w| w == 2.0f32.to_le_bytes()).unwrap();
+    let mut bad = bytes.clone();
+    bad[at] ^= 0x40;
+    let e = err_of(&bad);
+    assert!(e.contains("CRC-32") && e.contains("archive/data/"), "{e}");
+}
+}
+
+test! {
+fn malformed_state_dicts() {
+    let entry = |name, key, numel, offset, size: Vec<usize>, stride: Vec<usize>| Entry {
+        name,
+        storage_class: "FloatStorage",
+        key,
+        numel,
+        offset,
+        size,
+        stride,
+    };
+    // Storage file shorter than its numel.
+    let p = state_dict_pickle(&[entry("features.0.bias", "0", 8, 0, vec![8], vec![1])]);
+    let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0; 4]))]));
+    assert!(e.contains("features.0.bias") && e.contains("storage"), "{e}");
+    // Offset and stride reach past the storage.
+    let p = state_dict_pickle(&[entry("features.0.bias", "0", 4, 2, vec![3], vec![1])]);
+    let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0; 4]))]));
+    assert!(e.contains("past its storage"), "{e}");
+    // Missing storage member.
+    let p = state_dict_pickle(&[entry("features.0.bias", "7", 4, 0, vec![4], vec![1])]);
+    let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0; 4]))]));
+    assert!(e.contains("archive/data/7"), "{e}");
+    // A storage key that tries to leave the folder.
+    let p = state_dict_pickle(&[entry("features.0.bias", "../x", 4, 0, vec![4], vec![1])]);
+    let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0; 4]))]));
+    assert!(e.contains("plain name"), "{e}");
+    // Non-contiguous view, gathered: a 2×3 view with strides (1, 2) of 6 values.
+    let p = state_dict_pickle(&[entry("classifier.6.weight", "0", 6, 0, vec![2, 3], vec![1, 2])]);
+    let got = torch::read_state_dict(&pth_with_pickle(p, &[("0", f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))])).unwrap();
+    assert_eq!(got[0].2, vec![0.0, 2.0, 4.0, 1.0, 3.0, 5.0]);
+    // Expanded view (more elements than storage) is refused.
+    let p = state_dict_pickle(&[entry("features.0.bias", "0", 1, 0, vec![64], vec![0])]);
+    let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0]))]));
+    assert!(e.contains("expanded"), "{e}");
+    // A dict without tensors, and one with a value that is not a tensor.
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).op(b"}").str("features.0.bias").int(3).op(b"s.");
+    let e = err_of(&pth_with_pickle(p.0, &[]));
+    assert!(e.contains("no tensors"), "{e}");
+    let mut p = Pickle(state_dict_pickle(&[entry("features.0.bias", "0", 4, 0, vec![4], vec![1])]));
+    p.0.truncate(p.0.len() - 1); // before STOP: the dict is on the stack
+    p.str("epoch").int(3).op(b"s.");
+    let e = err_of(&pth_with_pickle(p.0, &[("0", f32_bytes(&[1.0; 4]))]));
+    assert!(e.contains("epoch") && e.contains("not a tensor"), "{e}");
+    // Values nested without end.
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).op(b")");
+    for _ in 0..100 {
+        p.op(&[0x85]);
+    }
+    p.op(b".");
+    let e = err_of(&pth_with_pickle(p.0, &[]));
+    assert!(e.contains("nest"), "{e}");
+    // Unknown opcode (protocol 0 INT).
+    let e = err_of(&pth_with_pickle(b"\x80\x02I1\n.".to_vec(), &[]));
+    assert!(e.contains("opcode"), "{e}");
+    // The legacy (pre-1.6) format, and files that are not zips at all.
+    let e = err_of(b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P\x19.");
+    assert!(e.contains("legacy"), "{e}");
+    assert!(err_of(b"hello").contains("not a zip"));
+    // No data.pkl.
+    let e = err_of(&write_zip(&[("archive/version".into(), b"3\n".to_vec())], |_| false));
+    assert!(e.contains("data.pkl"), "{e}");
+    // A key of batch-norm VGG is named in the error.
+    let sd = vec![("features.1.running_mean".to_string(), vec![4], vec![0.0; 4])];
+    let e = torch::torchvision_tensors(sd).unwrap_err().to_string();
+    assert!(e.contains("features.1.running_mean"), "{e}");
+}
+}
+
+test! {
+fn garbage_and_bit_flips_never_panic() {
+    let (_, bytes) = tiny_pth();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..bytes.len() {
+        for _ in 0..3 {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1 << (rng.next() % 8);
+            let _ = torch::read_state_dict(&bad);
+        }
+    }
+    // Random opcodes straight into the pickle machine (valid ones included).
+    let alphabet = b"\x80\x02\x95(012}])tld\x85\x86\x87aesuJKM\x8a\x8bGN\x88\x89XT\x8cU\x8dBCqr\x94hjc\x93RbQ.";
+    for _ in 0..20_000 {
+        let n = (rng.next() % 64) as usize;
+        let mut p: Vec<u8> = (0..n)
+            .map(|_| if rng.next() % 4 == 0 { (rng.next() & 0xff) as u8 } else { alphabet[(rng.next() as usize) % alphabet.len()] })
+            .collect();
+        p.push(b'.');
+        let _ = pickle::load(&p);
+    }
+    for n in 0..2000 {
+        let g: Vec<u8> = (0..n % 200).map(|_| (rng.next() & 0xff) as u8).collect();
+        let mut z = b"PK\x03\x04".to_vec();
+        z.extend(&g);
+        let _ = torch::read_state_dict(&z);
+        let _ = zip::Zip::parse(&g);
+    }
+}
+}
