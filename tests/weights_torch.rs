@@ -233,10 +233,15 @@ impl Pickle {
         self.0.extend(s.bytes());
         self
     }
-    fn int(&mut self, v: usize) -> &mut Self {
+    fn int(&mut self, v: u64) -> &mut Self {
         match v {
             0..=255 => self.op(&[b'K', v as u8]),
             256..=65535 => self.op(&[b'M', v as u8, (v >> 8) as u8]),
+            0x8000_0000.. => {
+                self.0.extend([0x8a, 8]);
+                self.0.extend(v.to_le_bytes());
+                self
+            }
             _ => {
                 self.0.push(b'J');
                 self.0.extend((v as u32).to_le_bytes());
@@ -244,7 +249,7 @@ impl Pickle {
             }
         }
     }
-    fn ints(&mut self, v: &[usize]) -> &mut Self {
+    fn ints(&mut self, v: &[u64]) -> &mut Self {
         self.op(b"(");
         for &x in v {
             self.int(x);
@@ -260,14 +265,14 @@ struct Entry<'a> {
     key: &'a str,
     numel: usize,
     offset: usize,
-    size: Vec<usize>,
-    stride: Vec<usize>,
+    size: Vec<u64>,
+    stride: Vec<u64>,
 }
 
-fn contiguous(size: &[usize]) -> Vec<usize> {
+fn contiguous(size: &[usize]) -> Vec<u64> {
     let mut s = vec![1; size.len()];
     for d in (0..size.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * size[d + 1];
+        s[d] = s[d + 1] * size[d + 1] as u64;
     }
     s
 }
@@ -278,8 +283,8 @@ fn state_dict_pickle(entries: &[Entry<'_>]) -> Vec<u8> {
     p.op(&[0x80, 2]).global("collections", "OrderedDict").op(&[b'q', 0]).op(b")R").op(&[b'q', 1]).op(b"(");
     for e in entries {
         p.str(e.name).global("torch._utils", "_rebuild_tensor_v2").op(b"((");
-        p.str("storage").global("torch", e.storage_class).str(e.key).str("cpu").int(e.numel).op(b"tQ");
-        p.int(e.offset).ints(&e.size).ints(&e.stride).op(&[0x89]).global("collections", "OrderedDict").op(b")Rt").op(b"R");
+        p.str("storage").global("torch", e.storage_class).str(e.key).str("cpu").int(e.numel as u64).op(b"tQ");
+        p.int(e.offset as u64).ints(&e.size).ints(&e.stride).op(&[0x89]).global("collections", "OrderedDict").op(b")Rt").op(b"R");
     }
     // SETITEMS, then the state ({'_metadata': {}}) BUILD, STOP.
     p.op(b"u}").str("_metadata").op(b"}s").op(b"b.");
@@ -298,7 +303,7 @@ fn write_pth(tensors: &[RawTensor], prefix: &str, deflate: impl Fn(&str) -> bool
             key,
             numel: values.len(),
             offset: 0,
-            size: shape.clone(),
+            size: shape.iter().map(|&d| d as u64).collect(),
             stride: contiguous(shape),
         })
         .collect();
@@ -567,7 +572,7 @@ fn corrupt_member_fails_its_crc() {
 
 test! {
 fn malformed_state_dicts() {
-    let entry = |name, key, numel, offset, size: Vec<usize>, stride: Vec<usize>| Entry {
+    let entry = |name, key, numel, offset, size: Vec<u64>, stride: Vec<u64>| Entry {
         name,
         storage_class: "FloatStorage",
         key,
@@ -596,6 +601,10 @@ fn malformed_state_dicts() {
     let p = state_dict_pickle(&[entry("classifier.6.weight", "0", 6, 0, vec![2, 3], vec![1, 2])]);
     let got = torch::read_state_dict(&pth_with_pickle(p, &[("0", f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))])).unwrap();
     assert_eq!(got[0].2, vec![0.0, 2.0, 4.0, 1.0, 3.0, 5.0]);
+    // A size-1 dimension with a huge stride in a non-contiguous view.
+    let p = state_dict_pickle(&[entry("classifier.6.weight", "0", 4, 0, vec![2, 1, 2], vec![1, 1 << 62, 2])]);
+    let got = torch::read_state_dict(&pth_with_pickle(p, &[("0", f32_bytes(&[0.0, 1.0, 2.0, 3.0]))])).unwrap();
+    assert_eq!(got[0].2, vec![0.0, 2.0, 1.0, 3.0]);
     // Expanded view (more elements than storage) is refused.
     let p = state_dict_pickle(&[entry("features.0.bias", "0", 1, 0, vec![64], vec![0])]);
     let e = err_of(&pth_with_pickle(p, &[("0", f32_bytes(&[1.0]))]));
@@ -652,7 +661,7 @@ fn garbage_and_bit_flips_never_panic() {
     for _ in 0..20_000 {
         let n = (rng.next() % 64) as usize;
         let mut p: Vec<u8> = (0..n)
-            .map(|_| if rng.next() % 4 == 0 { (rng.next() & 0xff) as u8 } else { alphabet[(rng.next() as usize) % alphabet.len()] })
+            .map(|_| if rng.next().is_multiple_of(4) { (rng.next() & 0xff) as u8 } else { alphabet[(rng.next() as usize) % alphabet.len()] })
             .collect();
         p.push(b'.');
         let _ = pickle::load(&p);

@@ -328,7 +328,7 @@ pub fn zlib(data: &[u8], limit: usize) -> Result<Vec<u8>> {
     if cmf & 15 != 8 || cmf >> 4 > 7 {
         return Err(zerr(format!("header byte 0x{cmf:02x} does not declare DEFLATE with a window of at most 32 KiB")));
     }
-    if (cmf as u16 * 256 + flg as u16) % 31 != 0 {
+    if !(cmf as u16 * 256 + flg as u16).is_multiple_of(31) {
         return Err(zerr("header check bits are wrong (not a zlib stream, or corrupt)".into()));
     }
     if flg & 0x20 != 0 {

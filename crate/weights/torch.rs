@@ -157,13 +157,15 @@ fn gather(name: &str, t: &pickle::Tensor, data: &[u8], big_endian: bool) -> Resu
         let mut at = t.offset;
         for _ in 0..numel {
             values.push(value(at));
+            // Wrapping: past the last element `at` may leave the storage
+            // (never read); the bounds were checked through `reach` above.
             for d in (0..rank).rev() {
                 idx[d] += 1;
-                at += t.stride[d];
+                at = at.wrapping_add(t.stride[d]);
                 if idx[d] < t.size[d] {
                     break;
                 }
-                at -= t.stride[d] * t.size[d];
+                at = at.wrapping_sub(t.stride[d].wrapping_mul(t.size[d]));
                 idx[d] = 0;
             }
         }
@@ -241,14 +243,14 @@ pub fn torchvision_tensors(tensors: Vec<RawTensor>) -> Result<Vec<NamedTensor>> 
             (Target::Fc(i), true) => {
                 // Linear (out, in), or timm's conv form (out, in_c, kh, kw) with in = in_c·kh·kw.
                 let (outputs, inputs) = match shape.as_slice() {
-                    &[o, n] => (o, n),
-                    &[o, c, kh, kw] => (o, c.saturating_mul(kh).saturating_mul(kw)),
+                    [o, n] => (*o, *n),
+                    [o, c, kh, kw] => (*o, c.saturating_mul(*kh).saturating_mul(*kw)),
                     _ => return Err(bad(&full, format!("expected a linear weight (out, in), got {shape:?}"))),
                 };
                 let mut w = vec![0.0f32; values.len()];
                 if i == 0 {
                     // pool5 is 7×7×C: torch column c·49 + p, ours p·C + c.
-                    if inputs % 49 != 0 {
+                    if !inputs.is_multiple_of(49) {
                         return Err(bad(&full, format!("fc6 takes {inputs} inputs, not a multiple of 7×7 (pool5)")));
                     }
                     let c = inputs / 49;

@@ -518,7 +518,7 @@ pub fn load(data: &[u8]) -> Result<Value> {
 }
 
 fn set_items(m: &mut Map, items: Vec<Value>) -> Result<()> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(err("SETITEMS with an odd number of values"));
     }
     let mut it = items.into_iter();
