@@ -579,6 +579,30 @@ impl Gpu {
         self.read(&probe).await.map(|_| ())
     }
 
+    /// Wait until the GPU has finished all submitted work, without a
+    /// readback (natively: a blocking poll; in a browser: the queue's
+    /// onSubmittedWorkDone promise). Errors the device raised meanwhile
+    /// outside every scope are reported.
+    pub async fn sync(&self) -> Result<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback { buffer: "(queue)".into(), message: e.to_string() })?;
+        rx.await.map_err(|_| Error::Readback { buffer: "(queue)".into(), message: "the device was lost".into() })?;
+        let uncaptured = self.take_uncaptured_errors();
+        if !uncaptured.is_empty() {
+            return Err(Error::Readback {
+                buffer: "(queue)".into(),
+                message: format!("the device reported an error: {}", uncaptured.join("; ")),
+            });
+        }
+        Ok(())
+    }
+
     /// Copy a tensor back to the CPU.
     pub async fn read(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = (tensor.len * 4) as u64;

@@ -219,8 +219,12 @@ impl Pipeline {
         self.forward.iter().chain(self.image_value.iter()).chain(self.backward.iter()).chain(std::iter::once(&self.adam.dispatch)).collect()
     }
 
-    /// The current images in [0, 1], unpadded (B, H, W, 3) RGB.
+    /// The current images in [0, 1], unpadded (B, H, W, 3) RGB: the image
+    /// of the parameter as it is now (after the last Adam update; the
+    /// parameterization's forward runs again first).
     pub async fn read_images(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let ds: Vec<&Dispatch> = self.forward.iter().collect();
+        gpu.run("image", &ds).await?;
         Ok(unpad_channels(&gpu.read(&self.image).await?, self.shape))
     }
 }

@@ -47,6 +47,19 @@ impl Recipe {
         Recipe { pad: 0, jitter1: 0, scales: vec![1.0], angles: vec![0.0], jitter2: 0 }
     }
 
+    /// The preset this recipe equals, or "custom".
+    pub fn name(&self) -> &'static str {
+        if *self == Self::distill() {
+            "distill"
+        } else if *self == Self::lucid() {
+            "lucid"
+        } else if *self == Self::none() {
+            "none"
+        } else {
+            "custom"
+        }
+    }
+
     pub fn by_name(name: &str) -> Result<Recipe> {
         match name {
             "distill" => Ok(Self::distill()),

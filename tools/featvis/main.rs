@@ -1,5 +1,4 @@
-//! The `featvis` command line: benchmark the kernels (more subcommands come
-//! with the renderer and the weights tools).
+//! The `featvis` command line: render, benchmark, weights tools.
 
 mod args;
 mod bench;
@@ -8,17 +7,16 @@ mod weights;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
+const HEAD: &str = "\
 featvis — feature visualization of VGG16 on the GPU
 
 usage:
   featvis bench [--size N] [--batch B] [--layers conv1_1,conv5_3] [--json]
       GFLOP/s of every conv layer's forward and backward kernel, and ms for a
       whole forward+backward step to conv5_3 (random weights; speed only).
-  featvis render [--weights FILE] [--layer conv4_3] [--channels 0-7] [--size 128] [--steps 512]
-                 [--transforms distill|lucid|none] [--param fft|pixel] [--seed 1] [--batch 8] [--out grid.png]
-      Visualize channels of a layer (channel objective) into a PNG grid (a first version:
-      no redirected ReLU yet).
+";
+
+const USAGE: &str = "\
   featvis adapter
       Print the GPU adapter, its limits and the conv schedule chosen for it.
   featvis fetch-weights [--out-dir www/weights]
@@ -40,7 +38,7 @@ fn main() -> ExitCode {
         Some("info") => weights::info_main(&argv[1..]),
         Some("convert") => weights::convert_main(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
-            print!("{USAGE}");
+            print!("{HEAD}{}{USAGE}", render::USAGE);
             return ExitCode::SUCCESS;
         }
         Some(other) => Err(format!("unknown command `{other}`; run `featvis --help` for the list")),

@@ -1,25 +1,44 @@
-//! `featvis render`: visualize channels of one layer to a PNG grid.
+//! `featvis render`: visualize channels of a layer (or one objective with a
+//! batch of images) into PNG grids, with a progress bar and an optional
+//! JSON report.
 
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use featvis::model::{Vgg16, Vgg16Weights};
-use featvis::ops::adam::Adam;
-use featvis::ops::image::Preprocess;
 use featvis::objective::Objective;
-use featvis::pipeline::{Param, Pipeline, Settings};
+use featvis::ops::image::Preprocess;
+use featvis::pipeline::Param;
+use featvis::render::{self, Control, Job, Objectives, Output, Progress};
 use featvis::transform::Recipe;
 use featvis::Gpu;
 
 use crate::args::Args;
 
-fn parse_channels(text: &str) -> Result<Vec<usize>, String> {
+pub const USAGE: &str = "\
+  featvis render [--weights FILE] [--layer conv4_3] [--channels 0-63] [--objective TEXT --batch 4]
+                 [--size 128] [--steps 512] [--preset distill|lucid] [--transforms distill|lucid|none]
+                 [--param fft|pixel] [--lr 0.05] [--seed 1] [--batch 16] [--no-redirect]
+                 [--snapshots 32,128,512] [--cols 8] [--labels] [--out grid.png] [--json] [--quiet]
+      Visualize channels of a layer (one channel objective per tile, in channel order) into a PNG
+      grid, or with --objective one objective (e.g. \"conv4_3:12 - 100*diversity(conv4_3)\") over
+      --batch images. A layer name means its activation after the ReLU; conv4_3_pre_relu the value
+      before it. Defaults: 128 px, 512 steps, Distill transforms, Fourier + decorrelated colour,
+      redirected ReLU on. Presets: distill (2560 steps, Distill transforms, lr 0.05), lucid (512
+      steps, Lucid's standard transforms). --snapshots writes OUT-STEP.png at each listed step.
+      --json prints one JSON object at the end (adapter, size, steps, ms_per_step, images).
+";
+
+/// `0-7,12` → [0, …, 7, 12].
+pub fn parse_channels(text: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("--channels expects a list like 0-7,12 — got `{text}`");
     let mut out = Vec::new();
     for part in text.split(',') {
-        let bad = || format!("--channels expects a list like 0-7,12 — got `{text}`");
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                if b < a {
+                if b < a || b - a > 1 << 16 {
                     return Err(bad());
                 }
                 out.extend(a..=b);
@@ -30,80 +49,297 @@ fn parse_channels(text: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
+fn parse_steps_list(text: &str) -> Result<Vec<u32>, String> {
+    let mut out: Vec<u32> = Vec::new();
+    for part in text.split(',') {
+        let s: u32 = part.trim().parse().map_err(|_| format!("--snapshots expects steps like 32,128,512 — got `{text}`"))?;
+        out.push(s);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// `grid.png` and step 32 → `grid-32.png`.
+fn snapshot_path(out: &Path, step: u32) -> PathBuf {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("grid");
+    let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    out.with_file_name(format!("{stem}-{step}.{ext}"))
+}
+
+/// Minimal JSON string escaping.
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+struct Bar {
+    tty: bool,
+    quiet: bool,
+    start: Instant,
+    last_line: f64,
+}
+
+impl Bar {
+    fn show(&mut self, p: &Progress) {
+        if self.quiet {
+            return;
+        }
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = p.done as f64 / secs.max(1e-9);
+        let eta = (p.total - p.done) as f64 / rate.max(1e-9);
+        let frac = p.done as f64 / p.total.max(1) as f64;
+        let batch = if p.batches > 1 { format!(" batch {}/{}", p.batch_index + 1, p.batches) } else { String::new() };
+        if self.tty {
+            let width = 30;
+            let filled = (frac * width as f64).round() as usize;
+            eprint!(
+                "\r[{}{}] {:>3.0}%{batch} step {}/{}  {:.1} steps/s  ETA {}   ",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                frac * 100.0,
+                p.step,
+                p.steps,
+                rate,
+                fmt_secs(eta)
+            );
+            if p.done == p.total {
+                eprintln!();
+            }
+        } else if frac - self.last_line >= 0.1 || p.done == p.total {
+            self.last_line = frac;
+            eprintln!("{:>3.0}%{batch} step {}/{}  {:.2} steps/s  ETA {}", frac * 100.0, p.step, p.steps, rate, fmt_secs(eta));
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("out");
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Fail before any GPU work when `path` cannot be written (without touching
+/// an existing file there).
+fn check_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("cannot write {}: it is a directory", path.display()));
+    }
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, b"").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
 pub fn main(argv: &[String]) -> Result<(), String> {
     let args = Args::parse(
         argv,
-        &["weights", "layer", "channels", "size", "steps", "transforms", "param", "seed", "out", "batch", "cols"],
-        &["random-weights"],
+        &[
+            "weights", "layer", "channels", "objective", "size", "steps", "preset", "transforms", "param", "lr", "seed", "out", "batch", "cols",
+            "snapshots", "margin",
+        ],
+        &["random-weights", "json", "labels", "no-redirect", "quiet"],
     )?;
-    let layer = args.get("layer").unwrap_or("conv4_3").to_string();
-    let channels = parse_channels(args.get("channels").unwrap_or("0-7"))?;
-    let size = args.usize_or("size", 128)?;
-    let steps = args.usize_or("steps", 512)? as u32;
+    // Presets first, explicit flags override them.
+    let (mut steps, mut transforms_name, mut lr) = (512usize, "distill", 0.05f32);
+    match args.get("preset") {
+        None => {}
+        Some("distill") => (steps, transforms_name, lr) = (2560, "distill", 0.05),
+        Some("lucid") => (steps, transforms_name, lr) = (512, "lucid", 0.05),
+        Some(other) => return Err(format!("unknown preset `{other}`: use distill or lucid")),
+    }
+    let steps = args.usize_or("steps", steps)?;
     if steps == 0 {
         return Err("--steps must be at least 1".into());
     }
-    let transforms = Recipe::by_name(args.get("transforms").unwrap_or("distill")).map_err(|e| e.to_string())?;
+    let steps = u32::try_from(steps).map_err(|_| "--steps is too large".to_string())?;
+    if let Some(v) = args.get("lr") {
+        lr = v.parse().ok().filter(|l: &f32| l.is_finite() && *l > 0.0).ok_or_else(|| format!("--lr expects a positive number, got `{v}`"))?;
+    }
+    transforms_name = args.get("transforms").unwrap_or(transforms_name);
+    let transforms = Recipe::by_name(transforms_name).map_err(|e| e.to_string())?;
     let param = Param::by_name(args.get("param").unwrap_or("fft")).map_err(|e| e.to_string())?;
     let seed = args.usize_or("seed", 1)? as u64;
-    let out = args.get("out").unwrap_or("grid.png").to_string();
-    let batch = args.usize_or("batch", 8)?.max(1);
-    let cols = args.usize_or("cols", 8)?;
+    let size = args.usize_or("size", 128)?;
+    if size == 0 {
+        return Err("--size must be at least 1".into());
+    }
+    let out = PathBuf::from(args.get("out").unwrap_or("grid.png"));
+    let cols = args.usize_or("cols", 8)?.max(1);
+    let margin = args.usize_or("margin", 4)?;
+    let snapshots = match args.get("snapshots") {
+        Some(t) => parse_steps_list(t)?,
+        None => Vec::new(),
+    };
+    if let Some(&s) = snapshots.iter().find(|&&s| s == 0 || s > steps) {
+        return Err(format!("--snapshots: step {s} is outside 1..={steps}"));
+    }
 
-    let (weights, preprocess) = if args.flag("random-weights") {
-        (Vgg16Weights::random(1, None), Preprocess::keras())
+    // What to render, and the label under each tile.
+    let (objectives, labels, batch_cap) = match args.get("objective") {
+        Some(text) => {
+            if args.get("layer").is_some() || args.get("channels").is_some() {
+                return Err("give either --objective or --layer/--channels, not both".into());
+            }
+            let objective = Objective::parse(text).map_err(|e| e.to_string())?;
+            let batch = args.usize_or("batch", 1)?;
+            if batch == 0 {
+                return Err("--batch must be at least 1".into());
+            }
+            (Objectives::Batch { objective, batch }, (0..batch).collect::<Vec<_>>(), 0)
+        }
+        None => {
+            let layer = args.get("layer").unwrap_or("conv4_3");
+            let channels = parse_channels(args.get("channels").unwrap_or("0-7"))?;
+            let objs = channels.iter().map(|&c| Objective::channel(layer, c)).collect();
+            (Objectives::PerImage(objs), channels, args.usize_or("batch", 16)?)
+        }
+    };
+
+    // Every output path is checked before minutes of GPU work.
+    let mut paths: Vec<PathBuf> = snapshots.iter().map(|&s| snapshot_path(&out, s)).collect();
+    paths.push(out.clone());
+    for p in &paths {
+        check_writable(p)?;
+    }
+
+    let (weights, preprocess, weights_name) = if args.flag("random-weights") {
+        (Vgg16Weights::random(1, None), Preprocess::keras(), "random".to_string())
     } else {
         let path = args.get("weights").unwrap_or("www/weights/vgg16-imagenet.safetensors");
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read weights `{path}`: {e} (run `featvis fetch-weights`)"))?;
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("weights file {path} does not exist; run `featvis fetch-weights` or pass --weights FILE"),
+            _ => format!("cannot read weights {path}: {e}"),
+        })?;
         let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
         let pre = f.preprocessing.to_preprocess();
-        (f.weights, pre)
+        (f.weights, pre, path.to_string())
     };
-    // Check the output path before spending minutes on the GPU.
-    std::fs::write(&out, b"").map_err(|e| format!("cannot write `{out}`: {e}"))?;
-    let _ = std::fs::remove_file(&out);
 
+    let mut job = Job::new(objectives, size, steps);
+    job.snapshots = snapshots;
+    job.param = param;
+    job.transforms = transforms;
+    job.adam.lr = lr;
+    job.seed = seed;
+    job.redirect_relu = !args.flag("no-redirect");
+    job.max_batch = batch_cap;
+
+    render::check(&job, weights.classes()).map_err(|e| e.to_string())?;
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
-    let mut tiles: Vec<Vec<f32>> = Vec::new();
-    let start = Instant::now();
-    for (ci, group) in channels.chunks(batch).enumerate() {
-        let settings = Settings {
-            batch: group.len(),
-            height: size,
-            width: size,
-            param,
-            transforms: transforms.clone(),
-            adam: Adam::default(),
-            preprocess,
-            seed: seed.wrapping_add(ci as u64),
-            redirect_relu: true,
+
+    let quiet = args.flag("quiet");
+    let mut bar = Bar { tty: std::io::stderr().is_terminal(), quiet, start: Instant::now(), last_line: 0.0 };
+    let output = pollster::block_on(render::render(&gpu, &model, &preprocess, &job, &mut |p| {
+        bar.show(p);
+        Control::Continue
+    }))
+    .map_err(|e| e.to_string())?;
+
+    let (h, w) = (job.height, job.width);
+    let encode = |images: &[Vec<f32>]| {
+        let (gw, gh, rgb) = if args.flag("labels") {
+            featvis::png::grid_labeled(images, h, w, cols, margin, &labels)
+        } else {
+            featvis::png::grid(images, h, w, cols, margin)
         };
-        let objective = Objective::per_image(group.iter().map(|&c| Objective::channel(&layer, c)).collect()).map_err(|e| e.to_string())?;
-        let mut p = pollster::block_on(Pipeline::new(&gpu, &model, settings, &objective)).map_err(|e| e.to_string())?;
-        let before = pollster::block_on(p.evaluate(&gpu)).map_err(|e| e.to_string())?;
-        let chunk = 16;
-        let mut done = 0;
-        while done < steps {
-            let n = chunk.min(steps - done);
-            pollster::block_on(p.run(&gpu, n)).map_err(|e| e.to_string())?;
-            done += n;
-            eprint!("\rchannels {:?}: step {done}/{steps} ({:.0} ms/step)   ", group, start.elapsed().as_secs_f64() * 1e3 / (ci as f64 * steps as f64 + done as f64));
-        }
-        let after = pollster::block_on(p.evaluate(&gpu)).map_err(|e| e.to_string())?;
-        eprintln!();
-        for (c, (b, a)) in group.iter().zip(before.iter().zip(&after)) {
-            eprintln!("  {layer}:{c}: {b:.4} → {a:.4}");
-        }
-        let imgs = pollster::block_on(p.read_images(&gpu)).map_err(|e| e.to_string())?;
-        for i in 0..group.len() {
-            tiles.push(imgs[i * size * size * 3..(i + 1) * size * size * 3].to_vec());
+        (gw, gh, featvis::png::encode_rgb(gw, gh, &rgb))
+    };
+    for snap in &output.snapshots {
+        let path = snapshot_path(&out, snap.step);
+        let (gw, gh, png) = encode(&snap.images);
+        write_atomic(&path, &png)?;
+        if !quiet {
+            eprintln!("wrote {} ({gw}x{gh}, step {})", path.display(), snap.step);
         }
     }
-    let (w, h, rgb) = featvis::png::grid(&tiles, size, size, cols, 4);
-    let tmp = format!("{out}.tmp");
-    std::fs::write(&tmp, featvis::png::encode_rgb(w, h, &rgb)).map_err(|e| format!("cannot write `{tmp}`: {e}"))?;
-    std::fs::rename(&tmp, &out).map_err(|e| format!("cannot write `{out}`: {e}"))?;
-    eprintln!("wrote {out} ({w}x{h})");
+    let finals: Vec<Vec<f32>> = output.images.iter().map(|i| i.pixels.clone()).collect();
+    let (gw, gh, png) = encode(&finals);
+    write_atomic(&out, &png)?;
+    if !quiet {
+        for img in &output.images {
+            eprintln!("  {}: {:.4} → {:.4}", img.objective, img.initial, img.last);
+        }
+        eprintln!(
+            "wrote {} ({gw}x{gh}); {:.1} ms per step ({} image{} per batch, {} batch{}) on {}; weights: {weights_name}",
+            out.display(),
+            output.ms_per_step,
+            output.batch,
+            if output.batch == 1 { "" } else { "s" },
+            output.batches,
+            if output.batches == 1 { "" } else { "es" },
+            gpu.adapter
+        );
+    }
+    if args.flag("json") {
+        print_json(&gpu, &job, &output, &paths)?;
+    }
     Ok(())
+}
+
+fn print_json(gpu: &Gpu, job: &Job, out: &Output, paths: &[PathBuf]) -> Result<(), String> {
+    let images: Vec<String> = out
+        .images
+        .iter()
+        .map(|i| {
+            format!(
+                "{{\"objective\":{},\"initial_activation\":{},\"final_activation\":{}}}",
+                json_str(&i.objective),
+                json_num(i.initial as f64),
+                json_num(i.last as f64)
+            )
+        })
+        .collect();
+    let files: Vec<String> = paths.iter().map(|p| json_str(&p.display().to_string())).collect();
+    let line = format!(
+        "{{\"adapter\":{},\"size\":{},\"steps\":{},\"ms_per_step\":{},\"batch\":{},\"batches\":{},\"transforms\":{},\"files\":[{}],\"images\":[{}]}}",
+        json_str(&gpu.adapter.to_string()),
+        job.height,
+        job.steps,
+        json_num(out.ms_per_step),
+        out.batch,
+        out.batches,
+        json_str(job.transforms.name()),
+        files.join(","),
+        images.join(",")
+    );
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").map_err(|e| format!("cannot write the JSON report: {e}"))
 }

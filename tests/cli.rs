@@ -1,0 +1,241 @@
+//! `featvis render` end to end: the binary on the native adapter with the
+//! default real weights (fetched by tools/test; with CI=true their absence
+//! fails the test instead of skipping it), small settings. Checks the PNG
+//! (decoded here), the JSON report, determinism of the bytes, and the
+//! one-line errors of bad input with nothing half-written.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const WEIGHTS: &str = "www/weights/vgg16-imagenet.safetensors";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default weights, or None (skip) outside CI.
+fn weights() -> Option<PathBuf> {
+    let p = root().join(WEIGHTS);
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{} is missing: tools/test fetches it (featvis fetch-weights)", p.display());
+    }
+    eprintln!("skipping: {} is missing (run `featvis fetch-weights`)", p.display());
+    None
+}
+
+fn featvis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_featvis")).args(args).current_dir(root()).env("WGPU_BACKEND", "vulkan").output().unwrap()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("featvis-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A PNG written by featvis (8-bit RGB, one zlib stream) → (w, h, rgb).
+fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let (mut pos, mut w, mut h, mut idat) = (8, 0, 0, Vec::new());
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let kind = &bytes[pos + 4..pos + 8];
+        let data = &bytes[pos + 8..pos + 8 + len];
+        match kind {
+            b"IHDR" => {
+                w = u32::from_be_bytes(data[0..4].try_into().unwrap()) as usize;
+                h = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
+                assert_eq!(&data[8..10], &[8, 2], "8-bit RGB");
+            }
+            b"IDAT" => idat.extend_from_slice(data),
+            _ => {}
+        }
+        pos += 12 + len;
+    }
+    let raw = featvis::weights::inflate::zlib(&idat, (w * 3 + 1) * h).unwrap();
+    let stride = w * 3;
+    let mut out = vec![0u8; stride * h];
+    for y in 0..h {
+        let filter = raw[y * (stride + 1)];
+        let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
+        for x in 0..stride {
+            let a = if x >= 3 { out[y * stride + x - 3] as i32 } else { 0 };
+            let b = if y > 0 { out[(y - 1) * stride + x] as i32 } else { 0 };
+            let c = if x >= 3 && y > 0 { out[(y - 1) * stride + x - 3] as i32 } else { 0 };
+            let pred = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => (a + b) / 2,
+                4 => {
+                    let p = a + b - c;
+                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("filter {f}"),
+            };
+            out[y * stride + x] = (line[x] as i32 + pred) as u8;
+        }
+    }
+    (w, h, out)
+}
+
+/// The numbers after `"key":` in the JSON report, in order.
+fn json_numbers(json: &str, key: &str) -> Vec<f64> {
+    let pat = format!("\"{key}\":");
+    json.match_indices(&pat)
+        .map(|(i, _)| {
+            let rest = &json[i + pat.len()..];
+            let end = rest.find([',', '}', ']']).unwrap();
+            rest[..end].trim().parse().unwrap()
+        })
+        .collect()
+}
+
+fn tile(rgb: &[u8], gw: usize, i: usize, cols: usize, size: usize, margin: usize) -> Vec<u8> {
+    let (ox, oy) = (margin + (i % cols) * (size + margin), margin + (i / cols) * (size + margin));
+    let mut t = Vec::new();
+    for y in oy..oy + size {
+        t.extend_from_slice(&rgb[(y * gw + ox) * 3..(y * gw + ox + size) * 3]);
+    }
+    t
+}
+
+#[test]
+fn renders_a_grid_of_conv2_2_channels_with_real_weights() {
+    let Some(w) = weights() else { return };
+    let dir = tmpdir("grid");
+    let out = dir.join("grid.png");
+    let o = featvis(&[
+        "render", "--weights", w.to_str().unwrap(), "--layer", "conv2_2", "--channels", "0-3", "--size", "48", "--steps", "32",
+        "--cols", "2", "--seed", "3", "--snapshots", "8,32", "--json", "--out", out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let json = String::from_utf8(o.stdout).unwrap();
+    eprintln!("{stderr}\n{json}");
+    for key in ["\"adapter\":", "\"size\":48", "\"steps\":32", "\"ms_per_step\":", "\"images\":["] {
+        assert!(json.contains(key), "{key} missing in {json}");
+    }
+    let initial = json_numbers(&json, "initial_activation");
+    let last = json_numbers(&json, "final_activation");
+    assert_eq!((initial.len(), last.len()), (4, 4));
+    for (c, (a, b)) in initial.iter().zip(&last).enumerate() {
+        assert!(*b > 0.0 && *b >= 10.0 * a.abs(), "conv2_2:{c}: {a} → {b}");
+    }
+    assert!(json.contains("\"objective\":\"conv2_2:3\""), "{json}");
+    assert!(json_numbers(&json, "ms_per_step")[0] > 0.0);
+
+    let (gw, gh, rgb) = decode_png(&std::fs::read(&out).unwrap());
+    assert_eq!((gw, gh), (2 * 48 + 3 * 4, 2 * 48 + 3 * 4));
+    let tiles: Vec<Vec<u8>> = (0..4).map(|i| tile(&rgb, gw, i, 2, 48, 4)).collect();
+    for i in 0..4 {
+        for j in i + 1..4 {
+            let diff: f64 = tiles[i].iter().zip(&tiles[j]).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / tiles[i].len() as f64;
+            assert!(diff > 5.0, "tiles {i} and {j} differ by only {diff:.2} per value");
+        }
+        // Not grey: the tile has contrast.
+        let mean = tiles[i].iter().map(|v| *v as f64).sum::<f64>() / tiles[i].len() as f64;
+        let sd = (tiles[i].iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / tiles[i].len() as f64).sqrt();
+        assert!(sd > 10.0, "tile {i} is flat (sd {sd:.1})");
+    }
+    for step in [8, 32] {
+        let snap = dir.join(format!("grid-{step}.png"));
+        let (sw, sh, _) = decode_png(&std::fs::read(&snap).unwrap());
+        assert_eq!((sw, sh), (gw, gh));
+    }
+    // The snapshot at the last step is the final grid.
+    assert!(std::fs::read(dir.join("grid-32.png")).unwrap() == std::fs::read(&out).unwrap(), "grid-32.png differs from grid.png");
+    // No temporary files are left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_png_bytes() {
+    let dir = tmpdir("seed");
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let o = featvis(&[
+            "render", "--random-weights", "--layer", "conv1_2", "--channels", "0,3,5", "--size", "24", "--steps", "6", "--seed", seed,
+            "--labels", "--quiet", "--out", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let a = run("a.png", "5");
+    let b = run("b.png", "5");
+    let c = run("c.png", "6");
+    assert!(a == b, "the same seed gave different PNG bytes");
+    assert!(a != c, "another seed gave the same PNG bytes");
+    let (w, h, _) = decode_png(&a);
+    assert_eq!((w, h), (3 * 24 + 4 * 4, 24 + featvis::png::LABEL_HEIGHT + 2 * 4));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `featvis render ARGS`, expects a one-line error containing `want`,
+/// a non-zero exit and no file at `out`.
+fn fails(args: &[&str], out: &Path, want: &str) {
+    let o = featvis(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("featvis: ") && err.contains(want), "{args:?}: expected `{want}` in: {err}");
+    assert!(!out.exists(), "{args:?} left {}", out.display());
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_and_writes_nothing() {
+    let dir = tmpdir("bad");
+    let out = dir.join("g.png");
+    let o = out.to_str().unwrap();
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["render", "--random-weights", "--size", "32", "--steps", "2", "--out", o].map(String::from).to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let call = |extra: &[&str], want: &str| {
+        let v = base(extra);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        fails(&refs, &out, want);
+    };
+    call(&["--layer", "conv6_1"], "unknown layer `conv6_1`");
+    call(&["--layer", "conv3_3", "--channels", "250-256"], "channel 256 is out of range");
+    call(&["--layer", "conv5_3", "--size", "15"], "too small");
+    call(&["--steps", "0"], "--steps must be at least 1");
+    call(&["--snapshots", "3"], "outside 1..=2");
+    call(&["--preset", "fast"], "unknown preset `fast`");
+    call(&["--channels", "3-1"], "--channels expects");
+    call(&["--objective", "conv4_3:"], "");
+    call(&["--transforms", "wobbly"], "unknown transforms");
+    call(&["--frobnicate"], "unknown option `--frobnicate`");
+    // Unwritable output: a folder that does not exist, and a directory.
+    let nowhere = dir.join("no/such/dir/g.png");
+    fails(&["render", "--random-weights", "--steps", "2", "--out", nowhere.to_str().unwrap()], &nowhere, "cannot write");
+    fails(&["render", "--random-weights", "--steps", "2", "--out", dir.to_str().unwrap()], &out, "is a directory");
+    // Missing and corrupt weights.
+    let missing = dir.join("missing.safetensors");
+    fails(&["render", "--weights", missing.to_str().unwrap(), "--out", o], &out, "does not exist; run `featvis fetch-weights`");
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"\x10\0\0\0\0\0\0\0{\"a\":").unwrap();
+    fails(&["render", "--weights", corrupt.to_str().unwrap(), "--out", o], &out, "corrupt.safetensors");
+    // An existing output file is left as it was when the render fails.
+    std::fs::write(&out, b"keep").unwrap();
+    let o2 = featvis(&["render", "--random-weights", "--layer", "conv6_1", "--out", o]);
+    assert!(!o2.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,187 @@
+//! The render loop (crate::render): snapshots at the asked steps,
+//! cancellation within one step, seeds, batch splitting, progress, bad
+//! requests. Random weights and tiny images, so both lanes run it; the
+//! end-to-end check with the real weights is in tests/cli.rs.
+
+mod common;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+use featvis::model::{Vgg16, Vgg16Weights};
+use featvis::objective::Objective;
+use featvis::ops::image::Preprocess;
+use featvis::render::{self, lucid_thresholds, Control, Job, Objectives, Output};
+use featvis::Gpu;
+
+fn channels(layer: &str, cs: &[usize]) -> Objectives {
+    Objectives::PerImage(cs.iter().map(|&c| Objective::channel(layer, c)).collect())
+}
+
+fn job(objectives: Objectives, size: usize, steps: u32) -> Job {
+    let mut j = Job::new(objectives, size, steps);
+    j.seed = 7;
+    j
+}
+
+async fn run(g: &Gpu, model: &Vgg16, job: &Job) -> (Output, Vec<u32>) {
+    let mut seen = Vec::new();
+    let out = render::render(g, model, &Preprocess::keras(), job, &mut |p| {
+        seen.push(p.step);
+        Control::Continue
+    })
+    .await
+    .unwrap();
+    (out, seen)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn thresholds_follow_lucid() {
+    assert_eq!(lucid_thresholds(512), vec![32, 64, 128, 256, 512]);
+    assert_eq!(lucid_thresholds(100), vec![32, 64, 100]);
+    assert_eq!(lucid_thresholds(10), vec![10]);
+}
+
+gpu_test! {
+    async fn snapshots_arrive_at_the_asked_steps() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let mut j = job(channels("conv1_2", &[0, 5, 9]), 17, 6);
+        j.snapshots = vec![1, 4, 6];
+        j.values_every = 2;
+        let mut values_at = Vec::new();
+        let out = render::render(g, &model, &Preprocess::keras(), &j, &mut |p| {
+            if let Some(v) = p.values {
+                assert_eq!(v.len(), 3);
+                values_at.push(p.step);
+            }
+            Control::Continue
+        })
+        .await
+        .unwrap();
+        assert_eq!(values_at, vec![2, 4, 6]);
+        assert_eq!(out.snapshots.iter().map(|s| s.step).collect::<Vec<_>>(), vec![1, 4, 6]);
+        for s in &out.snapshots {
+            assert_eq!(s.images.len(), 3);
+            for img in &s.images {
+                assert_eq!(img.len(), 17 * 17 * 3);
+                assert!(img.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+            }
+        }
+        // Snapshots differ from each other (the image moves), and the last
+        // one is the final image.
+        assert!(out.snapshots[0].images[0] != out.snapshots[1].images[0], "the image did not change between snapshots");
+        for (s, f) in out.snapshots[2].images.iter().zip(&out.images) {
+            assert!(s == &f.pixels, "the snapshot at the last step is not the final image");
+        }
+        assert_eq!(out.steps_done, 6);
+        assert!(!out.cancelled);
+        assert_eq!(out.images[1].objective, "conv1_2:5");
+    }
+}
+
+gpu_test! {
+    async fn cancellation_stops_within_one_step() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let mut j = job(channels("conv1_1", &[0, 1, 2, 3]), 12, 50);
+        j.max_batch = 2; // two batches: the second never starts
+        j.snapshots = vec![2, 40];
+        let mut calls = 0;
+        let out = render::render(g, &model, &Preprocess::keras(), &j, &mut |p| {
+            calls += 1;
+            assert_eq!(p.batch_index, 0);
+            if p.step == 3 { Control::Cancel } else { Control::Continue }
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls, 3, "no step after the cancel");
+        assert!(out.cancelled);
+        assert_eq!(out.steps_done, 3);
+        assert_eq!(out.images.len(), 2, "only the first batch's images exist");
+        assert!(out.snapshots.is_empty(), "snapshots are returned only when every image reached them");
+    }
+}
+
+gpu_test! {
+    async fn same_seed_same_images_other_seed_other_images() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let j = job(channels("conv1_2", &[1, 2]), 15, 4);
+        let (a, _) = run(g, &model, &j).await;
+        let (b, _) = run(g, &model, &j).await;
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert!(x.pixels == y.pixels, "same seed, different images");
+            assert_eq!(x.last.to_bits(), y.last.to_bits());
+        }
+        let mut k = j.clone();
+        k.seed = 8;
+        let (c, _) = run(g, &model, &k).await;
+        assert!(a.images[0].pixels != c.images[0].pixels, "another seed, same image");
+    }
+}
+
+gpu_test! {
+    async fn images_split_into_batches_in_order() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let mut j = job(channels("conv1_1", &[4, 0, 2, 7, 1]), 11, 3);
+        j.max_batch = 2;
+        j.snapshots = vec![2];
+        let (out, seen) = run(g, &model, &j).await;
+        assert_eq!((out.batch, out.batches), (2, 3));
+        assert_eq!(seen, vec![1, 2, 3, 1, 2, 3, 1, 2, 3]);
+        let names: Vec<&str> = out.images.iter().map(|i| i.objective.as_str()).collect();
+        assert_eq!(names, ["conv1_1:4", "conv1_1:0", "conv1_1:2", "conv1_1:7", "conv1_1:1"]);
+        assert_eq!(out.snapshots[0].images.len(), 5);
+        // The first batch alone gives the same first two images.
+        let mut first = j.clone();
+        first.objectives = channels("conv1_1", &[4, 0]);
+        let (alone, _) = run(g, &model, &first).await;
+        assert!(alone.images[1].pixels == out.images[1].pixels, "splitting changed the first batch");
+    }
+}
+
+gpu_test! {
+    async fn a_batch_objective_renders_its_images_together() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let objective = Objective::parse("conv1_2:3 - 10*diversity(conv1_2)").unwrap();
+        let j = job(Objectives::Batch { objective, batch: 3 }, 13, 3);
+        let (out, _) = run(g, &model, &j).await;
+        assert_eq!((out.batch, out.batches, out.images.len()), (3, 1, 3));
+        assert!(out.images[0].objective.contains("diversity"), "{}", out.images[0].objective);
+        assert!(out.images[0].pixels != out.images[1].pixels, "the batch's images are identical");
+    }
+}
+
+gpu_test! {
+    async fn bad_requests_fail_before_the_gpu_work() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let err = |j: &Job| render::check(j, None).unwrap_err().to_string();
+        let e = err(&job(channels("conv9_1", &[0]), 32, 4));
+        assert!(e.contains("unknown layer `conv9_1`"), "{e}");
+        let e = err(&job(channels("conv2_2", &[128]), 32, 4));
+        assert!(e.contains("channel 128 is out of range") && e.contains("0..127"), "{e}");
+        let e = err(&job(channels("conv5_3", &[0]), 15, 4));
+        assert!(e.contains("too small") && e.contains("16x16"), "{e}");
+        let e = err(&job(channels("conv1_1", &[0]), 16, 0));
+        assert!(e.contains("steps must be at least 1"), "{e}");
+        let mut j = job(channels("conv1_1", &[0]), 16, 4);
+        j.snapshots = vec![5];
+        assert!(err(&j).contains("snapshot step 5"), "{}", err(&j));
+        let e = err(&job(Objectives::PerImage(Vec::new()), 16, 4));
+        assert!(e.contains("nothing to render"), "{e}");
+        // conv5_3 at exactly 16 px is fine.
+        render::check(&job(channels("conv5_3", &[0]), 16, 4), None).unwrap();
+        // A batch-wide objective larger than the device allows is refused, not split.
+        let fit = render::max_batch(g, &model, 64, 64);
+        assert!(fit >= 1);
+        let objective = Objective::parse("conv1_1:0 - diversity(conv1_1)").unwrap();
+        let big = job(Objectives::Batch { objective, batch: fit + 1 }, 64, 2);
+        let e = render::render(g, &model, &Preprocess::keras(), &big, &mut |_| Control::Continue).await.unwrap_err().to_string();
+        assert!(e.contains("do not fit"), "{e}");
+    }
+}
