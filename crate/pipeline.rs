@@ -113,8 +113,13 @@ impl Pipeline {
 
         let (param, t_img, tmp, grad_param) = match settings.param {
             Param::Fourier { .. } => {
-                let n = fourier::spectrum_len(b, h, w);
-                let param = gpu.tensor_from("spectrum", &rng.normal_vec(n, 0.01))?;
+                // Adam works on vec4s: the buffers are padded to a multiple
+                // of 4 values with zeros, whose gradient stays 0.
+                let exact = fourier::spectrum_len(b, h, w);
+                let n = exact.next_multiple_of(4);
+                let mut init = rng.normal_vec(exact, 0.01);
+                init.resize(n, 0.0);
+                let param = gpu.tensor_from("spectrum", &init)?;
                 (param, Some(gpu.tensor("fourier image", n_img)?), Some(gpu.tensor("fourier intermediate", n)?), gpu.tensor("spectrum gradient", n)?)
             }
             Param::Pixel => {
