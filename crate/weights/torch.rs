@@ -155,6 +155,12 @@ fn state_dict(root: &Value) -> Result<&pickle::Map> {
 /// Elements of `bytes` (whole elements of `dtype`) appended to `out` as f32.
 fn decode(dtype: StorageType, bytes: &[u8], big_endian: bool, out: &mut Vec<f32>) {
     match (dtype, big_endian) {
+        // Little-endian f32 on a little-endian machine (wasm32 is one): a copy.
+        (StorageType::F32, false) if cfg!(target_endian = "little") => {
+            let start = out.len();
+            out.resize(start + bytes.len() / 4, 0.0);
+            bytemuck::cast_slice_mut::<f32, u8>(&mut out[start..]).copy_from_slice(&bytes[..bytes.len() / 4 * 4]);
+        }
         (StorageType::F32, false) => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
         (StorageType::F16, false) => out.extend(bytes.chunks_exact(2).map(|c| super::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
         _ => out.extend(bytes.chunks_exact(dtype.size()).map(|c| dtype.value(c, big_endian))),
@@ -403,7 +409,7 @@ pub fn torchvision_tensors(tensors: Vec<RawTensor>) -> Result<Vec<NamedTensor>> 
                     if !inputs.is_multiple_of(49) {
                         return Err(bad(&full, format!("fc6 takes {inputs} inputs, not a multiple of 7×7 (pool5)")));
                     }
-                    layout::fc6_to_nhwc(values, outputs, inputs / 49)
+                    layout::fc6_to_nhwc(&values, outputs, inputs / 49)
                 } else {
                     layout::transpose(&values, outputs, inputs)
                 };

@@ -1,21 +1,28 @@
 //! torch's weight layouts → the project's, cache-friendly: fc6 alone is a
-//! 25088 × 4096 matrix, and a naive transposition writes each element a
-//! page apart. Tiles of [`TILE`] × [`TILE`] keep reads and writes in cache.
+//! 4096 × 25088 matrix, and a naive transposition writes each element a
+//! page apart (and, rows being powers of two apart, into the same cache
+//! sets). Tiles of [`TILE_ROWS`] source rows × [`TILE_COLS`] source columns:
+//! each destination row gets one contiguous run per tile. The reordering of
+//! the inputs (fc6's pool5 flattening, the convolution taps) rides along as
+//! a map of destination rows, so every weight is copied once.
 
-const TILE: usize = 32;
+const TILE_ROWS: usize = 32;
+const TILE_COLS: usize = 128;
 
-/// `src` (rows, cols) row-major → (cols, rows) row-major.
-pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// `src` (rows, cols) row-major → `dst` (cols, rows) with source column `c`
+/// landing in destination row `row_of[c]` (a permutation of 0..cols).
+fn transpose_into_rows(src: &[f32], rows: usize, cols: usize, row_of: &[usize]) -> Vec<f32> {
     assert_eq!(src.len(), rows * cols, "transpose: {rows}×{cols} does not match {} values", src.len());
+    assert_eq!(row_of.len(), cols);
     let mut dst = vec![0.0f32; src.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for r in r0..r1 {
-                let row = &src[r * cols + c0..r * cols + c1];
-                for (k, &v) in row.iter().enumerate() {
-                    dst[(c0 + k) * rows + r] = v;
+    for c0 in (0..cols).step_by(TILE_COLS) {
+        let c1 = (c0 + TILE_COLS).min(cols);
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let r1 = (r0 + TILE_ROWS).min(rows);
+            for c in c0..c1 {
+                let to = row_of[c] * rows;
+                for (k, d) in dst[to + r0..to + r1].iter_mut().enumerate() {
+                    *d = src[(r0 + k) * cols + c];
                 }
             }
         }
@@ -23,36 +30,23 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     dst
 }
 
-/// Convolution weights (O, I, 3, 3) → (3, 3, I, O).
+/// `src` (rows, cols) row-major → (cols, rows) row-major.
+pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let row_of: Vec<usize> = (0..cols).collect();
+    transpose_into_rows(src, rows, cols, &row_of)
+}
+
+/// Convolution weights (O, I, 3, 3) → (3, 3, I, O): source column ii·9 + t
+/// (input ii, tap t) is destination row t·I + ii.
 pub fn oihw_to_hwio(src: &[f32], o: usize, i: usize) -> Vec<f32> {
-    // (O, I·9) → (I·9, O): row ii·9 + t holds the O outputs of tap t, input ii.
-    let t = transpose(src, o, i * 9);
-    let mut dst = vec![0.0f32; src.len()];
-    for ii in 0..i {
-        for tap in 0..9 {
-            let from = (ii * 9 + tap) * o;
-            let to = (tap * i + ii) * o;
-            dst[to..to + o].copy_from_slice(&t[from..from + o]);
-        }
-    }
-    dst
+    let row_of: Vec<usize> = (0..i * 9).map(|c| (c % 9) * i + c / 9).collect();
+    transpose_into_rows(src, o, i * 9, &row_of)
 }
 
 /// fc6 (out, C·49) with inputs in torch's flattening of pool5 (c, y, x) →
-/// (49·C, out) with inputs in (y, x, c) order. `w` is reordered in place
-/// (one row of scratch) before the transposition.
-pub fn fc6_to_nhwc(mut w: Vec<f32>, outputs: usize, c: usize) -> Vec<f32> {
-    let inputs = c * 49;
-    assert_eq!(w.len(), outputs * inputs, "fc6: {outputs}×{inputs} does not match {} values", w.len());
-    let mut row = vec![0.0f32; inputs];
-    for o in 0..outputs {
-        let r = &mut w[o * inputs..(o + 1) * inputs];
-        row.copy_from_slice(r);
-        for ch in 0..c {
-            for p in 0..49 {
-                r[p * c + ch] = row[ch * 49 + p];
-            }
-        }
-    }
-    transpose(&w, outputs, inputs)
+/// (49·C, out) with inputs in (y, x, c) order: source column ch·49 + p is
+/// destination row p·C + ch.
+pub fn fc6_to_nhwc(w: &[f32], outputs: usize, c: usize) -> Vec<f32> {
+    let row_of: Vec<usize> = (0..c * 49).map(|k| (k % 49) * c + k / 49).collect();
+    transpose_into_rows(w, outputs, c * 49, &row_of)
 }
