@@ -467,6 +467,18 @@ test! {
 fn crc32_vector() {
     assert_eq!(zip::crc32(b"123456789"), 0xCBF4_3926);
     assert_eq!(zip::crc32(b""), 0);
+    // Every length around the 16-byte blocks, against a bitwise CRC-32.
+    let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for n in 0..data.len() {
+        let mut c = !0u32;
+        for &b in &data[..n] {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        assert_eq!(zip::crc32(&data[..n]), !c, "length {n}");
+    }
 }
 }
 
@@ -741,7 +753,7 @@ fn garbage_and_bit_flips_never_panic() {
         let mut p: Vec<u8> = (0..n)
             .map(|_| if rng.next().is_multiple_of(4) { (rng.next() & 0xff) as u8 } else { alphabet[(rng.next() as usize) % alphabet.len()] })
             .collect();
-        p.push(b'.');
+        p.extend_from_slice(b".");
         let _ = pickle::load(&p);
     }
     for n in 0..2000 {
@@ -981,6 +993,14 @@ fn full_size_timing() {
         let path = format!("{dir}/{f}");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mb = bytes.len() as f64 / 1e6;
+        // CPU time of this thread (the machine may be shared), from /proc.
+        let cpu = || {
+            std::fs::read_to_string("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(f64::NAN, |ns| ns / 1e9)
+        };
+        let c0 = cpu();
         let t0 = std::time::Instant::now();
         let raw = torch::read_state_dict(&bytes).unwrap();
         let t1 = std::time::Instant::now();
@@ -990,9 +1010,10 @@ fn full_size_timing() {
         let t3 = std::time::Instant::now();
         let out = file.to_bytes(false);
         let t4 = std::time::Instant::now();
+        let cpu_read = cpu() - c0;
         let total = (t4 - t0).as_secs_f64();
         println!(
-            "{f}: {mb:.1} MB, {} parameters: read {:.3} s, layout {:.3} s, check {:.3} s, write {:.3} s; total {total:.3} s ({:.0} MB/s); output {} bytes",
+            "{f}: {mb:.1} MB, {} parameters: read {:.3} s, layout {:.3} s, check {:.3} s, write {:.3} s; total {total:.3} s wall ({:.0} MB/s), {cpu_read:.3} s CPU; output {} bytes",
             file.parameter_count(),
             (t1 - t0).as_secs_f64(),
             (t2 - t1).as_secs_f64(),

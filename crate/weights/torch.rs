@@ -203,7 +203,6 @@ fn gather(name: &str, t: &pickle::Tensor, data: &[u8], big_endian: bool) -> Resu
         ));
     }
     let bytes_of = |at: u64, n: u64| &data[(at * es) as usize..((at + n) * es) as usize];
-    let mut values = Vec::with_capacity(numel as usize);
     let contiguous = {
         let mut expect = 1u64;
         let mut ok = true;
@@ -215,6 +214,13 @@ fn gather(name: &str, t: &pickle::Tensor, data: &[u8], big_endian: bool) -> Resu
         }
         ok
     };
+    if contiguous && s.dtype == StorageType::F32 && !big_endian && cfg!(target_endian = "little") {
+        // Zeroed memory comes fresh from the system: one pass, the copy.
+        let mut values = vec![0.0f32; numel as usize];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut values).copy_from_slice(bytes_of(t.offset, numel));
+        return Ok((shape, values));
+    }
+    let mut values = Vec::with_capacity(numel as usize);
     if contiguous {
         decode(s.dtype, bytes_of(t.offset, numel), big_endian, &mut values);
         return Ok((shape, values));

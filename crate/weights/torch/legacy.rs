@@ -2,11 +2,15 @@
 //! `_use_new_zipfile_serialization=False`; torchvision's published
 //! `vgg16-397923af.pth` is one): five pickles in a row, then the storages.
 //!
-//! 1. the magic number 0x1950a86a20f9469cfc6c, 2. the protocol version 1001,
-//! 3. `sys_info` (`little_endian`, type sizes), 4. the object, whose
-//! persistent ids are `('storage', torch.FloatStorage, root_key, location,
-//! numel, view_metadata)`, 5. the list of storage keys; then for each key, in
-//! that order, an 8-byte little-endian element count and the storage's bytes.
+//! 1. the magic number 0x1950a86a20f9469cfc6c;
+//! 2. the protocol version 1001;
+//! 3. `sys_info` (`little_endian`, type sizes);
+//! 4. the object, whose persistent ids are `('storage', torch.FloatStorage,
+//!    root_key, location, numel, view_metadata)`;
+//! 5. the list of storage keys;
+//!
+//! then for each key, in that order, an 8-byte little-endian element count
+//! and the storage's bytes.
 //!
 //! The older tar format (torch before 0.1.10) is recognized and refused.
 
@@ -54,7 +58,7 @@ pub struct Legacy<'a> {
 
 fn sys_info_little_endian(v: &Value) -> Result<bool> {
     let Value::Dict(m) = v else {
-        return Err(err(format!("the third pickle (sys_info) is not a dict")));
+        return Err(err("the third pickle (sys_info) is not a dict"));
     };
     for (k, v) in &m.items {
         if matches!(k, Value::Str(s) if &**s == "little_endian") {
