@@ -1024,3 +1024,41 @@ fn full_size_timing() {
         );
     }
 }
+
+test! {
+fn tiled_layouts_match_the_naive_ones() {
+    // Sizes that are not multiples of the tiles (32 rows × 128 columns).
+    let mut rng = Rng(11);
+    for (rows, cols) in [(1, 1), (45, 147), (33, 129), (7, 300), (64, 256)] {
+        let src = rng.vec(rows * cols);
+        let t = torch::layout::transpose(&src, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], src[r * cols + c], "{rows}×{cols} r={r} c={c}");
+            }
+        }
+    }
+    for (outputs, c) in [(45, 3), (33, 5), (1, 1)] {
+        let w = rng.vec(outputs * c * 49);
+        let got = torch::layout::fc6_to_nhwc(&w, outputs, c);
+        for o in 0..outputs {
+            for ch in 0..c {
+                for p in 0..49 {
+                    assert_eq!(got[(p * c + ch) * outputs + o], w[o * c * 49 + ch * 49 + p], "fc6 o={o} c={ch} p={p}");
+                }
+            }
+        }
+    }
+    for (o, i) in [(37, 5), (3, 40), (1, 1)] {
+        let w = rng.vec(o * i * 9);
+        let got = torch::layout::oihw_to_hwio(&w, o, i);
+        for oo in 0..o {
+            for ii in 0..i {
+                for t in 0..9 {
+                    assert_eq!(got[(t * i + ii) * o + oo], w[(oo * i + ii) * 9 + t], "conv o={oo} i={ii} t={t}");
+                }
+            }
+        }
+    }
+}
+}

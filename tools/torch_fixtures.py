@@ -15,7 +15,7 @@ import sys
 import zlib
 
 OUT = os.path.join("tests", "fixtures", "torch")
-VERSION = 1
+VERSION = 2
 
 
 def lcg(seed):
@@ -429,6 +429,9 @@ def torch_fixtures():
     lines = [f"# featvis torch fixtures, version {VERSION}, written by tools/torch_fixtures.py (torch not needed)",
              "# narrow-vgg16.pth: features.N / classifier.N of a narrow vgg16, widths " + ",".join(map(str, NARROW_WIDTHS))
              + " fc " + ",".join(map(str, NARROW_FC)),
+             "# narrow-vgg16-legacy.pth, narrow-vgg16-legacy-0.3.pth: the same tensors in torch's legacy format"
+             " (torch 1.x _legacy_save; torch 0.3 with _rebuild_tensor and address keys)",
+             "# narrow-vgg16-timm.pth: the same tensors with timm's names (pre_logits.fc1/fc2 as convolutions, head.fc)",
              "# name shape first-value"]
     for name, shape, values in expected:
         lines.append(f"{name} {'x'.join(map(str, shape))} {values[0]!r}")

@@ -1,7 +1,11 @@
-//! torchvision vgg16 state dicts as `torch.save` writes them (a zip archive
-//! holding a pickle and one storage file per tensor), and safetensors files
-//! with torchvision/timm names, mapped onto VGG16's layers with the OIHW →
-//! HWIO transposition and fc6's inputs reordered from NCHW to NHWC.
+//! torchvision and timm vgg16 state dicts as `torch.save` writes them — the
+//! zip archive of PyTorch 1.6 and later (a pickle and one storage file per
+//! tensor, [`zip`]) and the legacy sequence of pickles of earlier versions
+//! ([`legacy`]; torchvision's published `vgg16-397923af.pth` is one) — and
+//! safetensors files with torchvision/timm names, mapped onto VGG16's layers
+//! with the OIHW → HWIO transposition and fc6's inputs reordered from NCHW
+//! to NHWC ([`layout`]). Other architectures (vgg16_bn, VGG19, ResNet, …)
+//! are refused with a message naming what was found.
 //!
 //! Nothing in the pickle is executed: [`pickle`] interprets the handful of
 //! opcodes and whitelisted globals a state dict uses and refuses the rest.
@@ -19,6 +23,7 @@ use crate::model::CONVS;
 use pickle::{StorageType, Value};
 
 pub const TORCHVISION_SOURCE: &str = "torchvision vgg16 state dict (.pth), converted by featvis";
+pub const TIMM_PTH_SOURCE: &str = "timm vgg16 state dict (.pth), converted by featvis";
 pub const TIMM_SOURCE: &str = "torchvision/timm-named vgg16 safetensors, converted by featvis";
 pub const TORCHVISION_LICENSE: &str = "torchvision's VGG16 weights are ported from the original VGG release (CC BY 4.0); \
                                        check the terms of the file you converted";
@@ -304,60 +309,59 @@ fn vgg_name(convs: usize) -> Option<&'static str> {
 fn check_architecture(tensors: &[RawTensor]) -> Result<()> {
     const PLAIN: &str = "featvis visualizes plain VGG16 (torchvision's vgg16 or timm's vgg16: 13 convolutions features.{0,2,5,…,28}, no batch norm)";
     let names: Vec<&str> = tensors.iter().map(|t| strip_prefixes(&t.0)).collect();
+    // Errors name the tensor as the file spells it.
+    let full = |i: usize| tensors[i].0.as_str();
     // Convolutions of a torchvision/timm VGG trunk: 4-D features.N.weight.
-    let convs: Vec<(&str, &[usize])> = tensors
-        .iter()
-        .zip(&names)
-        .filter(|(t, n)| n.starts_with("features.") && n.ends_with(".weight") && t.1.len() == 4)
-        .map(|(t, n)| (*n, t.1.as_slice()))
+    let convs: Vec<(usize, &[usize])> = (0..tensors.len())
+        .filter(|&i| names[i].starts_with("features.") && names[i].ends_with(".weight") && tensors[i].1.len() == 4)
+        .map(|i| (i, tensors[i].1.as_slice()))
         .collect();
-    let vgg_like = names.iter().all(|n| {
-        ["features.", "classifier.", "pre_logits.", "head."].iter().any(|p| n.starts_with(p))
-    });
-    if let Some(bn) = names.iter().find(|n| n.ends_with(".running_mean") || n.ends_with(".running_var") || n.ends_with(".num_batches_tracked")) {
-        return Err(pth_err(match (vgg_like, vgg_name(convs.len())) {
-            (true, Some(v)) => format!("{v}_bn is not supported: {PLAIN}; found the BatchNorm tensor `{bn}` among {} convolutions", convs.len()),
-            (true, None) => format!("a VGG with batch norm (vgg*_bn) is not supported: {PLAIN}; found the BatchNorm tensor `{bn}`"),
-            (false, _) => format!("a network with batch norm is not supported: {PLAIN}; found `{bn}`{}", family(&names)),
-        }));
+    let vgg_like = names.iter().all(|n| ["features.", "classifier.", "pre_logits.", "head."].iter().any(|p| n.starts_with(p)));
+    let batch_norm = names.iter().position(|n| n.ends_with(".running_mean") || n.ends_with(".running_var") || n.ends_with(".num_batches_tracked"));
+    if let Some(i) = batch_norm {
+        let n = convs.len();
+        return Err(bad(
+            full(i),
+            match (vgg_like, vgg_name(n)) {
+                (true, Some(v)) => format!("{v}_bn is not supported: {PLAIN}. This BatchNorm tensor belongs to a VGG with {n} convolutions and batch norm"),
+                (true, None) => format!("a VGG with batch norm (vgg*_bn) is not supported: {PLAIN}. This is a BatchNorm tensor"),
+                (false, _) => format!("a network with batch norm{} is not supported: {PLAIN}. This is a BatchNorm tensor", family(&names)),
+            },
+        ));
     }
     if vgg_like && !convs.is_empty() && convs.len() != 13 {
-        let what = match (vgg_name(convs.len()), convs.first().map(|c| c.1)) {
-            (_, Some([_, 3, 11, 11])) => "AlexNet".to_string(),
+        let n = convs.len();
+        let what = match (vgg_name(n), convs[0].1) {
+            (_, [_, 3, 11, 11]) => "AlexNet".to_string(),
             (Some(v), _) => v.to_string(),
-            (None, _) => format!("a network with {} convolutions", convs.len()),
+            (None, _) => format!("a network with {n} convolutions"),
         };
-        return Err(pth_err(format!(
-            "{what} is not supported: {PLAIN}; found {} convolutions under features.* ({} … {}), VGG16 has 13",
-            convs.len(),
-            convs[0].0,
-            convs[convs.len() - 1].0
-        )));
+        return Err(bad(
+            full(convs[n - 1].0),
+            format!("{what} is not supported: {PLAIN}. The file has {n} convolutions under features.* ({} … this one), VGG16 has 13", full(convs[0].0)),
+        ));
     }
     if !vgg_like {
-        if let Some(other) = names.iter().find(|n| target(n).is_none()) {
-            return Err(pth_err(format!(
-                "this is not a VGG16 state dict: {PLAIN}; found `{other}`{}",
-                family(&names)
-            )));
+        if let Some(i) = names.iter().position(|n| target(n).is_none()) {
+            return Err(bad(full(i), format!("this is not a VGG16 state dict{}: {PLAIN}", family(&names))));
         }
     }
     Ok(())
 }
 
-/// ", which looks like a ResNet" and the like, from telltale key names.
+/// " (it looks like a ResNet)" and the like, from telltale key names.
 fn family(names: &[&str]) -> &'static str {
-    let has = |p: &str| names.iter().any(|n| n.starts_with(p) || n.contains(p));
+    let has = |p: &str| names.iter().any(|n| n.contains(p));
     if has("layer1.") && has("fc.") {
-        ", which looks like a ResNet"
+        " (it looks like a ResNet)"
     } else if has("denseblock") {
-        ", which looks like a DenseNet"
+        " (it looks like a DenseNet)"
     } else if has("Conv2d_1a_3x3") || has("Mixed_") {
-        ", which looks like an Inception network"
+        " (it looks like an Inception network)"
     } else if has("blocks.") && has("attn") {
-        ", which looks like a vision transformer"
+        " (it looks like a vision transformer)"
     } else if has("stages.") {
-        ", which looks like a ConvNeXt or similar staged network"
+        " (it looks like a ConvNeXt or a similar staged network)"
     } else {
         ""
     }
@@ -427,10 +431,14 @@ pub fn torchvision_tensors(tensors: Vec<RawTensor>) -> Result<Vec<NamedTensor>> 
     Ok(out)
 }
 
-/// A torchvision vgg16 `.pth` state dict → weights file (RGB, torchvision preprocessing).
+/// A torchvision or timm vgg16 `.pth` state dict (zip or legacy format) →
+/// weights file (RGB, torchvision preprocessing; timm's vgg16 uses the same).
 pub fn convert_pth(bytes: &[u8]) -> Result<WeightsFile> {
-    let tensors = torchvision_tensors(read_state_dict(bytes)?)?;
-    WeightsFile::from_tensors(tensors, Preprocessing::torchvision(), TORCHVISION_SOURCE, TORCHVISION_LICENSE)
+    let raw = read_state_dict(bytes)?;
+    let timm = raw.iter().any(|t| ["pre_logits.", "head."].iter().any(|p| strip_prefixes(&t.0).starts_with(p)));
+    let tensors = torchvision_tensors(raw)?;
+    let source = if timm { TIMM_PTH_SOURCE } else { TORCHVISION_SOURCE };
+    WeightsFile::from_tensors(tensors, Preprocessing::torchvision(), source, TORCHVISION_LICENSE)
 }
 
 /// Every tensor of a safetensors file as (name, shape, f32 values).
