@@ -1062,3 +1062,32 @@ fn tiled_layouts_match_the_naive_ones() {
     }
 }
 }
+
+test! {
+fn python2_and_gpu_saved_legacy_pickle() {
+    // Python 2's pickle of a torch 0.3 state dict saved from the GPU:
+    // OrderedDict([[key, tensor], …]), byte-string keys (SHORT_BINSTRING),
+    // torch._utils._rebuild_tensor with 4 arguments, torch.cuda.FloatStorage.
+    fn short(p: &mut Pickle, s: &str) {
+        p.op(&[b'U', s.len() as u8]).op(s.as_bytes());
+    }
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).global("collections", "OrderedDict").op(b"(](");
+    for (name, key, offset) in [("features.0.bias", "140", 0u64), ("features.2.bias", "140", 2)] {
+        p.op(b"](");
+        short(&mut p, name);
+        p.global("torch._utils", "_rebuild_tensor").op(b"((");
+        short(&mut p, "storage");
+        p.global("torch.cuda", "FloatStorage");
+        short(&mut p, key);
+        short(&mut p, "cuda:0");
+        p.int(6).op(b"NtQ").int(offset).ints(&[3]).ints(&[1]).op(b"tR").op(b"e");
+    }
+    p.op(b"etR.");
+    let bytes = legacy_file(p.0, &[("140", 6, f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))]);
+    let got = torch::read_state_dict(&bytes).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0.as_str(), &got[0].2), ("features.0.bias", &vec![0.0, 1.0, 2.0]));
+    assert_eq!((got[1].0.as_str(), &got[1].2), ("features.2.bias", &vec![2.0, 3.0, 4.0]));
+}
+}
