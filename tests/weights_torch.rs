@@ -1,6 +1,7 @@
 //! torchvision .pth state dicts and torchvision/timm-named safetensors →
 //! the project's VGG16 weights. The .pth files are written here (zip +
-//! pickle bytes, stored and deflated members) or by tools/torch_fixtures.py,
+//! pickle bytes, stored and deflated members; the legacy pre-1.6 sequence of
+//! pickles) or by tools/torch_fixtures.py,
 //! which mimics torch.save's exact byte format without torch. No file system
 //! access: fixtures are compiled in, so this also builds for wasm.
 
@@ -23,6 +24,9 @@ macro_rules! test {
 const PY_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16.pth");
 const PY_TORCHVISION_ST: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-torchvision.safetensors");
 const PY_TIMM_ST: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-timm.safetensors");
+const PY_LEGACY: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-legacy.pth");
+const PY_LEGACY_03: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-legacy-0.3.pth");
+const PY_TIMM_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-timm.pth");
 const PY_MANIFEST: &str = include_str!("fixtures/torch/torch-manifest.txt");
 
 /// Widths of the narrow VGG16 (also in tools/torch_fixtures.py).
@@ -269,6 +273,9 @@ struct Entry<'a> {
     stride: Vec<u64>,
 }
 
+/// The legacy format's view_metadata, appended to an entry's persistent id.
+type ViewMeta<'a> = Option<(&'a str, u64, u64)>;
+
 fn contiguous(size: &[usize]) -> Vec<u64> {
     let mut s = vec![1; size.len()];
     for d in (0..size.len().saturating_sub(1)).rev() {
@@ -279,11 +286,27 @@ fn contiguous(size: &[usize]) -> Vec<u64> {
 
 /// The pickle of an OrderedDict of tensors, opcode for opcode as torch.save writes it.
 fn state_dict_pickle(entries: &[Entry<'_>]) -> Vec<u8> {
+    state_dict_pickle_views(entries, &[])
+}
+
+/// As [`state_dict_pickle`], entry `i`'s persistent id carrying `views[i]`
+/// (legacy format: None, or (view key, offset, numel)).
+fn state_dict_pickle_views(entries: &[Entry<'_>], views: &[ViewMeta<'_>]) -> Vec<u8> {
     let mut p = Pickle::default();
     p.op(&[0x80, 2]).global("collections", "OrderedDict").op(&[b'q', 0]).op(b")R").op(&[b'q', 1]).op(b"(");
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         p.str(e.name).global("torch._utils", "_rebuild_tensor_v2").op(b"((");
-        p.str("storage").global("torch", e.storage_class).str(e.key).str("cpu").int(e.numel as u64).op(b"tQ");
+        p.str("storage").global("torch", e.storage_class).str(e.key).str("cpu").int(e.numel as u64);
+        match views.get(i) {
+            Some(Some((k, off, n))) => {
+                p.str(k).int(*off).int(*n).op(&[0x87]);
+            }
+            Some(None) => {
+                p.op(b"N");
+            }
+            None => {}
+        }
+        p.op(b"tQ");
         p.int(e.offset as u64).ints(&e.size).ints(&e.stride).op(&[0x89]).global("collections", "OrderedDict").op(b")Rt").op(b"R");
     }
     // SETITEMS, then the state ({'_metadata': {}}) BUILD, STOP.
@@ -314,6 +337,61 @@ fn write_pth(tensors: &[RawTensor], prefix: &str, deflate: impl Fn(&str) -> bool
     }
     members.push((format!("{prefix}/version"), b"3\n".to_vec()));
     write_zip(&members, deflate)
+}
+
+/// The four pickles torch's legacy format puts around the object: magic
+/// number, protocol version and sys_info before, the key list after.
+fn legacy_head(little_endian: bool) -> Vec<u8> {
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2, 0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]).op(b".");
+    p.op(&[0x80, 2]).int(1001).op(b".");
+    p.op(&[0x80, 2]).op(b"}(").str("protocol_version").int(1001).str("little_endian");
+    p.op(&[if little_endian { 0x88 } else { 0x89 }]).op(b"u.");
+    p.0
+}
+
+fn key_list(keys: &[&str]) -> Vec<u8> {
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).op(b"](");
+    for k in keys {
+        p.str(k);
+    }
+    p.op(b"e.");
+    p.0
+}
+
+/// A legacy-format file: `object` pickle, then `(key, element count, bytes)` in order.
+fn legacy_file(object: Vec<u8>, storages: &[(&str, u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = legacy_head(true);
+    out.extend(object);
+    out.extend(key_list(&storages.iter().map(|s| s.0).collect::<Vec<_>>()));
+    for (_, count, bytes) in storages {
+        out.extend(count.to_le_bytes());
+        out.extend(bytes);
+    }
+    out
+}
+
+/// A legacy .pth of `tensors` (f32, one storage each; view_metadata None).
+fn write_legacy(tensors: &[RawTensor]) -> Vec<u8> {
+    let keys: Vec<String> = (0..tensors.len()).map(|i| format!("{}", 140_000_000 + 4096 * i)).collect();
+    let entries: Vec<Entry<'_>> = tensors
+        .iter()
+        .zip(&keys)
+        .map(|((name, shape, values), key)| Entry {
+            name,
+            storage_class: "FloatStorage",
+            key,
+            numel: values.len(),
+            offset: 0,
+            size: shape.iter().map(|&d| d as u64).collect(),
+            stride: contiguous(shape),
+        })
+        .collect();
+    let object = state_dict_pickle_views(&entries, &vec![None; entries.len()]);
+    let storages: Vec<(&str, u64, Vec<u8>)> =
+        tensors.iter().zip(&keys).map(|((_, _, v), k)| (k.as_str(), v.len() as u64, f32_bytes(v))).collect();
+    legacy_file(object, &storages)
 }
 
 fn find<'a>(t: &'a [NamedTensor], name: &str) -> &'a NamedTensor {
@@ -389,6 +467,18 @@ test! {
 fn crc32_vector() {
     assert_eq!(zip::crc32(b"123456789"), 0xCBF4_3926);
     assert_eq!(zip::crc32(b""), 0);
+    // Every length around the 16-byte blocks, against a bitwise CRC-32.
+    let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for n in 0..data.len() {
+        let mut c = !0u32;
+        for &b in &data[..n] {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        assert_eq!(zip::crc32(&data[..n]), !c, "length {n}");
+    }
 }
 }
 
@@ -631,9 +721,9 @@ fn malformed_state_dicts() {
     // Unknown opcode (protocol 0 INT).
     let e = err_of(&pth_with_pickle(b"\x80\x02I1\n.".to_vec(), &[]));
     assert!(e.contains("opcode"), "{e}");
-    // The legacy (pre-1.6) format, and files that are not zips at all.
+    // A pickle that is not torch's, and files that are not zips at all.
     let e = err_of(b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P\x19.");
-    assert!(e.contains("legacy"), "{e}");
+    assert!(e.contains("not one torch.save wrote"), "{e}");
     assert!(err_of(b"hello").contains("not a zip"));
     // No data.pkl.
     let e = err_of(&write_zip(&[("archive/version".into(), b"3\n".to_vec())], |_| false));
@@ -663,7 +753,7 @@ fn garbage_and_bit_flips_never_panic() {
         let mut p: Vec<u8> = (0..n)
             .map(|_| if rng.next().is_multiple_of(4) { (rng.next() & 0xff) as u8 } else { alphabet[(rng.next() as usize) % alphabet.len()] })
             .collect();
-        p.push(b'.');
+        p.extend_from_slice(b".");
         let _ = pickle::load(&p);
     }
     for n in 0..2000 {
@@ -673,5 +763,331 @@ fn garbage_and_bit_flips_never_panic() {
         let _ = torch::read_state_dict(&z);
         let _ = zip::Zip::parse(&g);
     }
+}
+}
+
+// ------------------------------------------------------- legacy format --
+
+test! {
+fn python_legacy_fixtures_mimicking_torch_save() {
+    // torch 1.x's _legacy_save (keys "0", "1", …, _rebuild_tensor_v2,
+    // _metadata) and torch 0.3's (keys are storage addresses, sorted as
+    // strings, so the storages follow in another order than the tensors;
+    // _rebuild_tensor): the same tensors as the zip fixture, with a shared
+    // storage, a transposed weight and a half bias.
+    let expected = torch::read_safetensors(PY_TORCHVISION_ST).unwrap();
+    for (what, bytes) in [("legacy", PY_LEGACY), ("legacy 0.3", PY_LEGACY_03)] {
+        assert!(torch::looks_like_pth(bytes), "{what}");
+        assert_eq!(convert::detect(bytes), Some(convert::Format::TorchPth), "{what}");
+        let raw = torch::read_state_dict(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_same(&raw, &expected);
+        let mapped = torch::torchvision_tensors(raw.clone()).unwrap();
+        check_mapping(&raw, &mapped, &NARROW, NARROW_FC);
+        // The narrow network is refused by the VGG16 loader by its shapes, not its format.
+        let e = torch::convert_pth(bytes).unwrap_err();
+        assert!(matches!(e, WeightsError::Shape { .. }), "{what}: {e}");
+    }
+}
+}
+
+test! {
+fn rust_written_legacy_round_trip() {
+    let sd = state_dict(5, &NARROW, Some(NARROW_FC));
+    let bytes = write_legacy(&sd);
+    assert!(torch::looks_like_pth(&bytes));
+    let raw = torch::read_state_dict(&bytes).unwrap();
+    assert_same(&raw, &sd);
+    // Full-size trunk through detect and the loader.
+    let widths: [usize; 13] = CONVS.map(|c| c.2);
+    let sd = state_dict(6, &widths, None);
+    let file = convert::convert(&write_legacy(&sd), None).unwrap();
+    assert_eq!(file.preprocessing, Preprocessing::torchvision());
+    assert_eq!(file.parameter_count(), 14_714_688);
+    let (cin, cout) = (CONVS[7].1, CONVS[7].2);
+    let (o, c, ky, kx) = (cout - 5, cin / 2 + 1, 0, 2);
+    assert_eq!(file.weights.convs[7].w_hwio[((ky * 3 + kx) * cin + c) * cout + o], sd[14].2[((o * cin + c) * 3 + ky) * 3 + kx]);
+    assert_eq!(file.weights.convs[12].bias, sd[25].2);
+}
+}
+
+/// A legacy file of one 4-element tensor `features.0.bias` in storage "k".
+fn tiny_legacy(count: u64, data: Vec<u8>) -> Vec<u8> {
+    let e = Entry { name: "features.0.bias", storage_class: "FloatStorage", key: "k", numel: 4, offset: 0, size: vec![4], stride: vec![1] };
+    legacy_file(state_dict_pickle_views(&[e], &[None]), &[("k", count, data)])
+}
+
+test! {
+fn legacy_views_types_and_errors() {
+    let v = [0.5f32, -1.0, 2.0, 0.25];
+    assert_eq!(torch::read_state_dict(&tiny_legacy(4, f32_bytes(&v))).unwrap()[0].2, v.to_vec());
+    // Every truncation, and a count that disagrees with the pickle.
+    let bytes = tiny_legacy(4, f32_bytes(&v));
+    for n in 0..bytes.len() {
+        assert!(torch::read_state_dict(&bytes[..n]).is_err(), "cut to {n} of {}", bytes.len());
+    }
+    let e = err_of(&tiny_legacy(5, f32_bytes(&[1.0; 5])));
+    assert!(e.contains("holds 5 elements") && e.contains("say 4"), "{e}");
+    // A huge declared count is an error before anything is allocated.
+    let e = Entry { name: "features.0.bias", storage_class: "FloatStorage", key: "k", numel: 1 << 30, offset: 0, size: vec![4], stride: vec![1] };
+    let e = err_of(&legacy_file(state_dict_pickle_views(&[e], &[None]), &[("k", 1 << 30, f32_bytes(&v))]));
+    assert!(e.contains("truncated"), "{e}");
+    // A key listed that no tensor names, a key listed twice, a storage not listed.
+    let e = Entry { name: "features.0.bias", storage_class: "FloatStorage", key: "k", numel: 4, offset: 0, size: vec![4], stride: vec![1] };
+    let object = state_dict_pickle_views(std::slice::from_ref(&e), &[None]);
+    let err = err_of(&legacy_file(object.clone(), &[("k", 4, f32_bytes(&v)), ("zz", 4, f32_bytes(&v))]));
+    assert!(err.contains("`zz`") && err.contains("no tensor"), "{err}");
+    let err = err_of(&legacy_file(object.clone(), &[("k", 4, f32_bytes(&v)), ("k", 4, f32_bytes(&v))]));
+    assert!(err.contains("twice"), "{err}");
+    let err = err_of(&legacy_file(object.clone(), &[]));
+    assert!(err.contains("features.0.bias") && err.contains("`k`"), "{err}");
+    // Wrong magic, wrong protocol version.
+    let mut bad = tiny_legacy(4, f32_bytes(&v));
+    bad[4] ^= 1;
+    assert!(!torch::looks_like_pth(&bad));
+    assert!(err_of(&bad).contains("not one torch.save wrote"));
+    let good = tiny_legacy(4, f32_bytes(&v));
+    let at = good.windows(3).position(|w| w == [b'M', 0xe9, 0x03]).unwrap();
+    let mut bad = good.clone();
+    bad[at + 1] = 0xea;
+    let e = err_of(&bad);
+    assert!(e.contains("protocol version 1002"), "{e}");
+    // A view (view_metadata): elements 2..5 of a 6-element root storage,
+    // shared by a second tensor reading the whole root.
+    let root = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+    let entries = [
+        Entry { name: "features.0.bias", storage_class: "FloatStorage", key: "r", numel: 6, offset: 1, size: vec![2], stride: vec![1] },
+        Entry { name: "features.2.bias", storage_class: "FloatStorage", key: "r", numel: 6, offset: 0, size: vec![6], stride: vec![1] },
+    ];
+    let object = state_dict_pickle_views(&entries, &[Some(("v", 2, 3)), None]);
+    let got = torch::read_state_dict(&legacy_file(object, &[("r", 6, f32_bytes(&root))])).unwrap();
+    assert_eq!(got[0].2, vec![3.0, 4.0]);
+    assert_eq!(got[1].2, root.to_vec());
+    // A view reaching past its root, and a tensor reaching past its view.
+    let object = state_dict_pickle_views(&entries[..1], &[Some(("v", 4, 3))]);
+    let e = err_of(&legacy_file(object, &[("r", 6, f32_bytes(&root))]));
+    assert!(e.contains("view"), "{e}");
+    let object = state_dict_pickle_views(&entries[..1], &[Some(("v", 2, 2))]);
+    let e = err_of(&legacy_file(object, &[("r", 6, f32_bytes(&root))]));
+    assert!(e.contains("past its storage"), "{e}");
+    // Half, double and bfloat16 storages are converted to f32.
+    for (class, bytes, values) in [
+        ("HalfStorage", [0x3c00u16, 0xc000, 0x3800, 0x0000].iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>(), [1.0f32, -2.0, 0.5, 0.0]),
+        ("DoubleStorage", [1.5f64, -2.25, 1e-3, 7.0].iter().flat_map(|d| d.to_le_bytes()).collect(), [1.5, -2.25, 1e-3, 7.0]),
+        ("BFloat16Storage", [0x3f80u16, 0xc040, 0x3e80, 0x8000].iter().flat_map(|h| h.to_le_bytes()).collect(), [1.0, -3.0, 0.25, -0.0]),
+    ] {
+        let e = Entry { name: "features.0.bias", storage_class: class, key: "k", numel: 4, offset: 0, size: vec![4], stride: vec![1] };
+        let got = torch::read_state_dict(&legacy_file(state_dict_pickle_views(&[e], &[None]), &[("k", 4, bytes)])).unwrap();
+        assert_eq!(got[0].2, values.to_vec(), "{class}");
+    }
+    // The pre-0.1.10 tar format is recognized and refused.
+    let mut tar = vec![0u8; 1024];
+    tar[..8].copy_from_slice(b"sys_info");
+    tar[257..262].copy_from_slice(b"ustar");
+    assert!(torch::looks_like_pth(&tar));
+    let e = err_of(&tar);
+    assert!(e.contains("tar format"), "{e}");
+}
+}
+
+test! {
+fn legacy_bit_flips_never_panic() {
+    let bytes = write_legacy(&state_dict(7, &[1; 13], None));
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for i in 0..bytes.len() {
+        for _ in 0..2 {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1 << (rng.next() % 8);
+            let _ = torch::read_state_dict(&bad);
+        }
+    }
+    for n in (0..PY_LEGACY_03.len()).step_by(211) {
+        assert!(torch::read_state_dict(&PY_LEGACY_03[..n]).is_err(), "python legacy fixture cut to {n}");
+    }
+}
+}
+
+// ---------------------------------------------------------------- timm --
+
+test! {
+fn timm_pth_maps_like_torchvision() {
+    // timm's vgg16: features.N, pre_logits.fc1 a (out, C, 7, 7) convolution
+    // over pool5, pre_logits.fc2 (out, in, 1, 1), head.fc (out, in).
+    let raw = torch::read_state_dict(PY_TIMM_PTH).unwrap();
+    let fc1 = raw.iter().find(|t| t.0 == "pre_logits.fc1.weight").unwrap();
+    assert_eq!(fc1.1, vec![NARROW_FC[0], 8, 7, 7]);
+    let timm = torch::torchvision_tensors(raw.clone()).unwrap();
+    let tv_raw = torch::read_safetensors(PY_TORCHVISION_ST).unwrap();
+    let tv = torch::torchvision_tensors(tv_raw.clone()).unwrap();
+    assert_eq!(timm, tv);
+    check_mapping(&tv_raw, &timm, &NARROW, NARROW_FC);
+    // fc6 element by element from the conv's (o, c, y, x): our row (y·7 + x)·C + c.
+    let fc6 = find(&timm, "fc6.weight");
+    let w = &fc1.2;
+    let c5 = 8;
+    for (o, c, y, x) in [(0, 0, 0, 0), (15, 7, 6, 6), (3, 5, 2, 4), (9, 1, 6, 0)] {
+        assert_eq!(fc6.values[((y * 7 + x) * c5 + c) * NARROW_FC[0] + o], w[((o * c5 + c) * 7 + y) * 7 + x], "o={o} c={c} y={y} x={x}");
+    }
+    // A wrong kernel size for the conv form is named.
+    let mut raw = torch::read_state_dict(PY_TIMM_PTH).unwrap();
+    let t = raw.iter_mut().find(|t| t.0 == "pre_logits.fc2.weight").unwrap();
+    t.1 = vec![NARROW_FC[1], 4, 2, 2];
+    let e = torch::torchvision_tensors(raw).unwrap_err().to_string();
+    assert!(e.contains("pre_logits.fc2.weight") && e.contains("1×1"), "{e}");
+}
+}
+
+// ------------------------------------------------- other architectures --
+
+fn names(list: &[(&str, &[usize])]) -> Vec<RawTensor> {
+    list.iter().map(|(n, s)| (n.to_string(), s.to_vec(), vec![0.0; s.iter().product()])).collect()
+}
+
+test! {
+fn other_architectures_are_named() {
+    let arch_err = |sd: Vec<RawTensor>| torch::torchvision_tensors(sd).unwrap_err().to_string();
+    // vgg16_bn: convs at 0, 3, 7, …, BatchNorm after each.
+    let mut bn = Vec::new();
+    let mut idx = 0;
+    for i in 0..13 {
+        bn.push((format!("features.{idx}.weight"), vec![4, if i == 0 { 3 } else { 4 }, 3, 3], vec![0.0; 36 * if i == 0 { 3 } else { 4 }]));
+        bn.push((format!("features.{idx}.bias"), vec![4], vec![0.0; 4]));
+        for p in ["weight", "bias", "running_mean", "running_var"] {
+            bn.push((format!("features.{}.{p}", idx + 1), vec![4], vec![0.0; 4]));
+        }
+        bn.push((format!("features.{}.num_batches_tracked", idx + 1), vec![], vec![0.0]));
+        idx += if [1, 3, 6, 9, 12].contains(&i) { 4 } else { 3 };
+    }
+    let e = arch_err(bn);
+    assert!(e.contains("vgg16_bn is not supported") && e.contains("plain VGG16") && e.contains("features.1.running_mean"), "{e}");
+    // vgg19: 16 convolutions.
+    let idx19 = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34];
+    let vgg19: Vec<RawTensor> = idx19.iter().map(|i| (format!("features.{i}.weight"), vec![2, 2, 3, 3], vec![0.0; 36])).collect();
+    let e = arch_err(vgg19);
+    assert!(e.contains("vgg19 is not supported") && e.contains("16 convolutions") && e.contains("features.34.weight"), "{e}");
+    // AlexNet: 5 convolutions, the first 11×11.
+    let alex = names(&[("features.0.weight", &[64, 3, 11, 11]), ("features.3.weight", &[192, 64, 5, 5]), ("features.6.weight", &[2, 2, 3, 3]),
+        ("features.8.weight", &[2, 2, 3, 3]), ("features.10.weight", &[2, 2, 3, 3])]);
+    assert!(arch_err(alex).contains("AlexNet is not supported"));
+    // ResNet.
+    let resnet = names(&[("conv1.weight", &[64, 3, 7, 7]), ("bn1.weight", &[64]), ("layer1.0.conv1.weight", &[64, 64, 3, 3]), ("fc.weight", &[1000, 512])]);
+    let e = arch_err(resnet);
+    assert!(e.contains("ResNet") && e.contains("plain VGG16"), "{e}");
+    let resnet = names(&[("conv1.weight", &[64, 3, 7, 7]), ("layer1.0.conv1.weight", &[64, 64, 3, 3]), ("fc.weight", &[1000, 512])]);
+    let e = arch_err(resnet);
+    assert!(e.contains("ResNet") && e.contains("conv1.weight"), "{e}");
+    // Something unknown: the key is named.
+    let e = arch_err(names(&[("encoder.0.weight", &[2, 2])]));
+    assert!(e.contains("encoder.0.weight") && e.contains("VGG16"), "{e}");
+}
+}
+
+/// Times the conversion of full-size files written by
+/// `python3 tools/torch_fixtures.py --full /tmp/vgg16-full`:
+/// `FEATVIS_FULL_PTH=/tmp/vgg16-full cargo test --release --test weights_torch full_size_timing -- --ignored --nocapture`.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn full_size_timing() {
+    let dir = std::env::var("FEATVIS_FULL_PTH").unwrap_or_else(|_| "/tmp/vgg16-full".into());
+    for f in ["vgg16-legacy.pth", "vgg16-zip.pth"] {
+        let path = format!("{dir}/{f}");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mb = bytes.len() as f64 / 1e6;
+        // CPU time of this thread (the machine may be shared), from /proc.
+        let cpu = || {
+            std::fs::read_to_string("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(f64::NAN, |ns| ns / 1e9)
+        };
+        let c0 = cpu();
+        let t0 = std::time::Instant::now();
+        let raw = torch::read_state_dict(&bytes).unwrap();
+        let t1 = std::time::Instant::now();
+        let mapped = torch::torchvision_tensors(raw).unwrap();
+        let t2 = std::time::Instant::now();
+        let file = WeightsFile::from_tensors(mapped, Preprocessing::torchvision(), "t", "t").unwrap();
+        let t3 = std::time::Instant::now();
+        let out = file.to_bytes(false);
+        let t4 = std::time::Instant::now();
+        let cpu_read = cpu() - c0;
+        let total = (t4 - t0).as_secs_f64();
+        println!(
+            "{f}: {mb:.1} MB, {} parameters: read {:.3} s, layout {:.3} s, check {:.3} s, write {:.3} s; total {total:.3} s wall ({:.0} MB/s), {cpu_read:.3} s CPU; output {} bytes",
+            file.parameter_count(),
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+            (t4 - t3).as_secs_f64(),
+            mb / total,
+            out.len()
+        );
+    }
+}
+
+test! {
+fn tiled_layouts_match_the_naive_ones() {
+    // Sizes that are not multiples of the tiles (32 rows × 128 columns).
+    let mut rng = Rng(11);
+    for (rows, cols) in [(1, 1), (45, 147), (33, 129), (7, 300), (64, 256)] {
+        let src = rng.vec(rows * cols);
+        let t = torch::layout::transpose(&src, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], src[r * cols + c], "{rows}×{cols} r={r} c={c}");
+            }
+        }
+    }
+    for (outputs, c) in [(45, 3), (33, 5), (1, 1)] {
+        let w = rng.vec(outputs * c * 49);
+        let got = torch::layout::fc6_to_nhwc(&w, outputs, c);
+        for o in 0..outputs {
+            for ch in 0..c {
+                for p in 0..49 {
+                    assert_eq!(got[(p * c + ch) * outputs + o], w[o * c * 49 + ch * 49 + p], "fc6 o={o} c={ch} p={p}");
+                }
+            }
+        }
+    }
+    for (o, i) in [(37, 5), (3, 40), (1, 1)] {
+        let w = rng.vec(o * i * 9);
+        let got = torch::layout::oihw_to_hwio(&w, o, i);
+        for oo in 0..o {
+            for ii in 0..i {
+                for t in 0..9 {
+                    assert_eq!(got[(t * i + ii) * o + oo], w[(oo * i + ii) * 9 + t], "conv o={oo} i={ii} t={t}");
+                }
+            }
+        }
+    }
+}
+}
+
+test! {
+fn python2_and_gpu_saved_legacy_pickle() {
+    // Python 2's pickle of a torch 0.3 state dict saved from the GPU:
+    // OrderedDict([[key, tensor], …]), byte-string keys (SHORT_BINSTRING),
+    // torch._utils._rebuild_tensor with 4 arguments, torch.cuda.FloatStorage.
+    fn short(p: &mut Pickle, s: &str) {
+        p.op(&[b'U', s.len() as u8]).op(s.as_bytes());
+    }
+    let mut p = Pickle::default();
+    p.op(&[0x80, 2]).global("collections", "OrderedDict").op(b"(](");
+    for (name, key, offset) in [("features.0.bias", "140", 0u64), ("features.2.bias", "140", 2)] {
+        p.op(b"](");
+        short(&mut p, name);
+        p.global("torch._utils", "_rebuild_tensor").op(b"((");
+        short(&mut p, "storage");
+        p.global("torch.cuda", "FloatStorage");
+        short(&mut p, key);
+        short(&mut p, "cuda:0");
+        p.int(6).op(b"NtQ").int(offset).ints(&[3]).ints(&[1]).op(b"tR").op(b"e");
+    }
+    p.op(b"etR.");
+    let bytes = legacy_file(p.0, &[("140", 6, f32_bytes(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))]);
+    let got = torch::read_state_dict(&bytes).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0.as_str(), &got[0].2), ("features.0.bias", &vec![0.0, 1.0, 2.0]));
+    assert_eq!((got[1].0.as_str(), &got[1].2), ("features.2.bias", &vec![2.0, 3.0, 4.0]));
 }
 }

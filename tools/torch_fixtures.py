@@ -15,7 +15,7 @@ import sys
 import zlib
 
 OUT = os.path.join("tests", "fixtures", "torch")
-VERSION = 1
+VERSION = 2
 
 
 def lcg(seed):
@@ -91,9 +91,13 @@ def fake_torch():
     def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks):
         raise RuntimeError("stand-in: never called")
 
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    def _rebuild_tensor(storage, storage_offset, size, stride):
+        raise RuntimeError("stand-in: never called")
+
+    for f in (_rebuild_tensor_v2, _rebuild_tensor):
+        f.__module__ = "torch._utils"
+        f.__qualname__ = f.__name__
+        setattr(utils, f.__name__, f)
     for name in ("FloatStorage", "HalfStorage"):
         cls = type(name, (), {"__module__": "torch", "__qualname__": name})
         setattr(torch, name, cls)
@@ -110,15 +114,19 @@ class Storage:
 
 
 class Tensor:
-    """Pickles as torch.Tensor.__reduce_ex__ does for a state dict entry."""
+    """Pickles as torch.Tensor.__reduce_ex__ does for a state dict entry
+    (torch >= 0.4); with old=True as torch 0.3's _TensorBase.__reduce__ did."""
 
-    def __init__(self, storage, offset, size, stride):
+    def __init__(self, storage, offset, size, stride, old=False):
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+        self.old = old
 
     def __reduce_ex__(self, protocol):
         from collections import OrderedDict
-        rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
-        return (rebuild, (self.storage, self.offset, self.size, self.stride, False, OrderedDict()))
+        utils = sys.modules["torch._utils"]
+        if self.old:
+            return (utils._rebuild_tensor, (self.storage, self.offset, self.size, self.stride))
+        return (utils._rebuild_tensor_v2, (self.storage, self.offset, self.size, self.stride, False, OrderedDict()))
 
 
 def torch_pickle(obj):
@@ -134,6 +142,42 @@ def torch_pickle(obj):
     buf = io.BytesIO()
     Pickler(buf, protocol=2).dump(obj)  # torch's DEFAULT_PROTOCOL is 2
     return buf.getvalue()
+
+
+MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
+PROTOCOL_VERSION = 1001
+
+
+def torch_legacy(obj):
+    """torch.serialization._legacy_save: magic number, protocol version and
+    sys_info pickles, the object (persistent ids with view_metadata None), the
+    sorted list of storage keys, then per key an int64 element count and the
+    storage's bytes."""
+    import io
+    import pickle
+    serialized = {}
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, Storage):
+                serialized[o.key] = o
+                return ("storage", o.cls, o.key, "cpu", len(o.values), None)
+            return None
+
+    f = io.BytesIO()
+    sys_info = dict(protocol_version=PROTOCOL_VERSION, little_endian=sys.byteorder == "little",
+                    type_sizes=dict(short=2, int=4, long=8))
+    pickle.dump(MAGIC_NUMBER, f, protocol=2)
+    pickle.dump(PROTOCOL_VERSION, f, protocol=2)
+    pickle.dump(sys_info, f, protocol=2)
+    Pickler(f, protocol=2).dump(obj)
+    keys = sorted(serialized.keys())
+    pickle.dump(keys, f, protocol=2)
+    for key in keys:
+        st = serialized[key]
+        f.write(struct.pack("<q", len(st.values)))
+        f.write(st.data)
+    return f.getvalue()
 
 
 def torch_zip(prefix, records, zip64=True):
@@ -206,10 +250,13 @@ def half(v):
     return struct.unpack("<e", struct.pack("<e", v))[0]
 
 
-def pth_fixture(torch):
-    """narrow-vgg16.pth: the narrow state dict as torch.save writes it, with
-    the cases a real file can hold: two biases sharing one storage at
-    different offsets, a transposed (non-contiguous) weight, a half tensor."""
+def narrow_pth_state_dict(torch, old=False):
+    """The narrow state dict as stand-in tensors, with the cases a real file
+    can hold: two biases sharing one storage at different offsets, a
+    transposed (non-contiguous) weight, a half tensor. old=False: as torch
+    >= 0.4 saves it (storage keys "0", "1", …, _rebuild_tensor_v2, the
+    OrderedDict's _metadata); old=True: as torch 0.3 did (keys are the
+    storages' addresses, _rebuild_tensor, no _metadata)."""
     from collections import OrderedDict
     tensors = narrow_state_dict()
     sd = OrderedDict()
@@ -217,29 +264,30 @@ def pth_fixture(torch):
     storages = []
     expected = []
     shared = None
+    mk = lambda *a: Tensor(*a, old=old)
     for name, shape, values in tensors:
-        key = str(len(storages))
+        key = str(94_000_000_000_000 + 73_728 * (len(storages) * 7919 % 41)) if old else str(len(storages))
         if name == "features.0.bias":
             # features.0.bias and features.2.bias live in one storage.
             nxt = next(t for t in tensors if t[0] == "features.2.bias")
             st = Storage(torch.FloatStorage, key, "f", values + nxt[2])
             storages.append(st)
             shared = st
-            t = Tensor(st, 0, shape, (1,))
+            t = mk(st, 0, shape, (1,))
         elif name == "features.2.bias":
-            t = Tensor(shared, len(tensors[1][2]), shape, (1,))
+            t = mk(shared, len(tensors[1][2]), shape, (1,))
         elif name == "classifier.3.weight":
             # Stored as its transpose: size (out, in), stride (1, out).
             out_, in_ = shape
             tr = [values[o * in_ + i] for i in range(in_) for o in range(out_)]
             st = Storage(torch.FloatStorage, key, "f", tr)
             storages.append(st)
-            t = Tensor(st, 0, shape, (1, out_))
+            t = mk(st, 0, shape, (1, out_))
         elif name == "classifier.6.bias":
             values = [half(v) for v in values]
             st = Storage(torch.HalfStorage, key, "e", values)
             storages.append(st)
-            t = Tensor(st, 0, shape, (1,))
+            t = mk(st, 0, shape, (1,))
         else:
             st = Storage(torch.FloatStorage, key, "f", values)
             storages.append(st)
@@ -248,16 +296,97 @@ def pth_fixture(torch):
             for d in reversed(shape):
                 stride.insert(0, acc)
                 acc *= d
-            t = Tensor(st, 0, shape, stride)
+            t = mk(st, 0, shape, stride)
         sd[name] = t
         expected.append((name, shape, values))
-    sd._metadata = meta
+    if not old:
+        sd._metadata = meta
+    return sd, storages, expected
+
+
+def pth_fixture(torch):
+    """narrow-vgg16.pth (zip format), narrow-vgg16-legacy.pth (legacy format,
+    torch 1.x) and narrow-vgg16-legacy-0.3.pth (legacy format, torch 0.3 as
+    torchvision's vgg16-397923af.pth): the same tensors."""
+    sd, storages, expected = narrow_pth_state_dict(torch)
+    write("narrow-vgg16-legacy.pth", torch_legacy(sd))
+    sd_old, _, expected_old = narrow_pth_state_dict(torch, old=True)
+    assert expected_old == expected
+    write("narrow-vgg16-legacy-0.3.pth", torch_legacy(sd_old))
     pkl = torch_pickle(sd)
     records = [("data.pkl", pkl), (".format_version", b"1"), (".storage_alignment", b"64"), ("byteorder", b"little")]
     records += [(f"data/{st.key}", st.data) for st in storages]
     records += [("version", b"3\n"), (".data/serialization_id", b"0123456789012345678901234567890123456789")]
     write("narrow-vgg16.pth", torch_zip("vgg16-397923af", records, zip64=True))
     return expected
+
+
+def contiguous_pth(torch, tensors, prefix, legacy=False, fmt="f", raw=None):
+    """A zip-format (or legacy) .pth of contiguous tensors, one storage each.
+    `raw(values)` gives a storage's bytes when the values are not a list."""
+    from collections import OrderedDict
+    sd = OrderedDict()
+    storages = []
+    for i, (name, shape, values) in enumerate(tensors):
+        st = Storage.__new__(Storage)
+        st.cls, st.key = torch.FloatStorage, str(i)
+        st.values = values
+        st.data = raw(values) if raw else struct.pack("<%d%s" % (len(values), fmt), *values)
+        storages.append(st)
+        stride, acc = [], 1
+        for d in reversed(shape):
+            stride.insert(0, acc)
+            acc *= d
+        sd[name] = Tensor(st, 0, shape, stride)
+    sd._metadata = OrderedDict([("", {"version": 1})])
+    if legacy:
+        return torch_legacy(sd)
+    records = [("data.pkl", torch_pickle(sd)), (".format_version", b"1"), (".storage_alignment", b"64"),
+               ("byteorder", b"little")]
+    records += [(f"data/{st.key}", st.data) for st in storages]
+    records += [("version", b"3\n"), (".data/serialization_id", b"0123456789012345678901234567890123456789")]
+    return torch_zip(prefix, records, zip64=True)
+
+
+def full_size(folder):
+    """Full-size torchvision vgg16 files with random values, for timing."""
+    import numpy as np
+    torch, _ = fake_torch()
+    rng = np.random.default_rng(16)
+    tensors = []
+    cin = 3
+    for idx, cout in zip(FEATURES, [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]):
+        tensors.append((f"features.{idx}.weight", (cout, cin, 3, 3)))
+        tensors.append((f"features.{idx}.bias", (cout,)))
+        cin = cout
+    for idx, (o, i) in zip((0, 3, 6), ((4096, 25088), (4096, 4096), (1000, 4096))):
+        tensors.append((f"classifier.{idx}.weight", (o, i)))
+        tensors.append((f"classifier.{idx}.bias", (o,)))
+    arrays = []
+    for name, shape in tensors:
+        n = 1
+        for d in shape:
+            n *= d
+        arrays.append((name, shape, (rng.standard_normal(n, dtype=np.float32) * 0.01)))
+    total = sum(a.size for _, _, a in arrays)
+    assert total == 138_357_544, total
+
+    class Values(list):
+        """len() of the array without materializing a list."""
+        def __init__(self, a):
+            self.a = a
+
+        def __len__(self):
+            return self.a.size
+
+    items = [(n, s, Values(a)) for n, s, a in arrays]
+    raw = lambda v: v.a.astype("<f4").tobytes()
+    os.makedirs(folder, exist_ok=True)
+    for fname, legacy in (("vgg16-legacy.pth", True), ("vgg16-zip.pth", False)):
+        data = contiguous_pth(torch, items, "vgg16-397923af", legacy=legacy, raw=raw)
+        with open(os.path.join(folder, fname), "wb") as f:
+            f.write(data)
+        print(f"{folder}/{fname}: {len(data)} bytes, {total} parameters")
 
 
 def safetensors_bytes(tensors, metadata):
@@ -296,9 +425,13 @@ def torch_fixtures():
             name = "head.fc." + name.split(".")[-1]
         timm.append((name, shape, values))
     write("narrow-vgg16-timm.safetensors", safetensors_bytes(timm, {"format": "pt"}))
+    write("narrow-vgg16-timm.pth", contiguous_pth(torch, timm, "vgg16_timm"))
     lines = [f"# featvis torch fixtures, version {VERSION}, written by tools/torch_fixtures.py (torch not needed)",
              "# narrow-vgg16.pth: features.N / classifier.N of a narrow vgg16, widths " + ",".join(map(str, NARROW_WIDTHS))
              + " fc " + ",".join(map(str, NARROW_FC)),
+             "# narrow-vgg16-legacy.pth, narrow-vgg16-legacy-0.3.pth: the same tensors in torch's legacy format"
+             " (torch 1.x _legacy_save; torch 0.3 with _rebuild_tensor and address keys)",
+             "# narrow-vgg16-timm.pth: the same tensors with timm's names (pre_logits.fc1/fc2 as convolutions, head.fc)",
              "# name shape first-value"]
     for name, shape, values in expected:
         lines.append(f"{name} {'x'.join(map(str, shape))} {values[0]!r}")
@@ -307,6 +440,9 @@ def torch_fixtures():
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--full":
+        full_size(sys.argv[2])
+        return
     os.makedirs(OUT, exist_ok=True)
     inflate_fixtures()
     torch_fixtures()

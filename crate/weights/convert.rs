@@ -33,7 +33,7 @@ impl Format {
 pub fn detect(bytes: &[u8]) -> Option<Format> {
     if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
         Some(Format::KerasH5)
-    } else if bytes.starts_with(b"PK\x03\x04") {
+    } else if super::torch::looks_like_pth(bytes) {
         Some(Format::TorchPth)
     } else if bytes.len() >= 8 && u64::from_le_bytes(bytes[..8].try_into().unwrap()) < bytes.len() as u64 && bytes.get(8) == Some(&b'{') {
         Some(Format::TimmSafetensors)

@@ -3,14 +3,15 @@
 //! and never executes anything: the only globals it accepts are a whitelist
 //! of torch's tensor-rebuilding functions, storage classes and
 //! `collections.OrderedDict`, each interpreted here. Memo size, stack depth
-//! and value nesting are bounded.
+//! and value nesting are bounded. The same machine reads the pickles of the
+//! zip format (`data.pkl`) and the sequence of pickles of the legacy format.
 
 use std::rc::Rc;
 
 use super::super::{Result, WeightsError};
 
 fn err(message: impl std::fmt::Display) -> WeightsError {
-    WeightsError::Header(format!("pickle (data.pkl): {message}"))
+    WeightsError::Header(format!("pickle: {message}"))
 }
 
 const MAX_MEMO: usize = 1 << 20;
@@ -81,11 +82,23 @@ impl StorageType {
     }
 }
 
-/// A storage named by a persistent id: its bytes are `<archive>/data/<key>`.
+/// A storage named by a persistent id: its bytes are `<archive>/data/<key>`
+/// (zip format) or the key's record after the pickles (legacy format).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Storage {
     pub dtype: StorageType,
     pub key: String,
+    /// Elements of the whole (root) storage.
+    pub numel: u64,
+    /// Legacy format only: the tensor sees `numel` elements of the root
+    /// storage from `offset` on (`view_metadata` of the persistent id).
+    pub view: Option<View>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    pub key: String,
+    pub offset: u64,
     pub numel: u64,
 }
 
@@ -125,7 +138,10 @@ fn global(module: &str, name: &str) -> Result<Global> {
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
         ("torch", "Tensor") => Global::TensorClass,
         ("torch.nn.parameter", "Parameter") => Global::ParameterClass,
-        ("torch", n) if StorageType::from_class(n).is_some() => Global::Storage(StorageType::from_class(n).unwrap_or(StorageType::F32)),
+        // Files saved from a GPU name torch.cuda's storage classes (the location says where; the bytes are the same).
+        ("torch" | "torch.cuda", n) if StorageType::from_class(n).is_some() => {
+            Global::Storage(StorageType::from_class(n).unwrap_or(StorageType::F32))
+        }
         _ => {
             return Err(err(format!(
                 "refers to `{module}.{name}`, which a state dict never needs; nothing is executed, so the file is refused \
@@ -140,6 +156,9 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i64),
+    /// An integer wider than 64 bits, as little-endian two's complement
+    /// bytes (the legacy format's magic number is one).
+    Long(Rc<[u8]>),
     Float(f64),
     Str(Rc<str>),
     Bytes(Rc<[u8]>),
@@ -177,7 +196,7 @@ impl Value {
         match self {
             Value::None => "None",
             Value::Bool(_) => "bool",
-            Value::Int(_) => "int",
+            Value::Int(_) | Value::Long(_) => "int",
             Value::Float(_) => "float",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
@@ -233,6 +252,23 @@ fn call(g: Global, args: &Value) -> Result<Value> {
     };
     match g {
         Global::OrderedDict if args.is_empty() => Ok(Value::Dict(Rc::new(Map { items: Vec::new(), depth: 1 }))),
+        // Python 2's OrderedDict pickles as OrderedDict([[key, value], …]).
+        Global::OrderedDict if args.len() == 1 => {
+            let pairs = match &args[0] {
+                Value::List(l) | Value::Tuple(l) => &l.items,
+                other => return Err(err(format!("OrderedDict of a {} instead of a list of pairs", other.kind()))),
+            };
+            let mut m = Map { items: Vec::with_capacity(pairs.len()), depth: 1 };
+            let mut flat = Vec::with_capacity(pairs.len() * 2);
+            for p in pairs {
+                match p {
+                    Value::List(kv) | Value::Tuple(kv) if kv.items.len() == 2 => flat.extend(kv.items.iter().cloned()),
+                    other => return Err(err(format!("OrderedDict item is a {} instead of a (key, value) pair", other.kind()))),
+                }
+            }
+            set_items(&mut m, flat)?;
+            Ok(Value::Dict(Rc::new(m)))
+        }
         Global::RebuildTensorV2 | Global::RebuildTensor => tensor_from(args),
         Global::RebuildParameter | Global::RebuildParameterWithState => match args.first() {
             Some(t @ Value::Tensor(_)) => Ok(t.clone()),
@@ -254,7 +290,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let s = self.p.checked_add(n).and_then(|e| self.b.get(self.p..e)).ok_or_else(|| {
-            WeightsError::Truncated { what: "pickle data.pkl".into(), needed: self.p as u64 + n as u64, available: self.b.len() as u64 }
+            WeightsError::Truncated { what: "pickle".into(), needed: self.p as u64 + n as u64, available: self.b.len() as u64 }
         })?;
         self.p += n;
         Ok(s)
@@ -299,7 +335,22 @@ impl<'a> Reader<'a> {
 /// Run the pickle in `data` and return the value it builds. Persistent ids
 /// (torch's `('storage', type, key, location, numel)`) become storages.
 pub fn load(data: &[u8]) -> Result<Value> {
-    let mut r = Reader { b: data, p: 0 };
+    Ok(load_at(data, 0)?.value)
+}
+
+/// What one pickle of a sequence built.
+pub struct Loaded {
+    pub value: Value,
+    /// The byte after its STOP opcode: where the next pickle starts.
+    pub end: usize,
+    /// Every persistent id it named, in order.
+    pub storages: Vec<Rc<Storage>>,
+}
+
+/// Run the pickle that starts at byte `start` of `data`.
+pub fn load_at(data: &[u8], start: usize) -> Result<Loaded> {
+    let mut r = Reader { b: data, p: start };
+    let mut storages: Vec<Rc<Storage>> = Vec::new();
     let mut stack: Vec<Value> = Vec::new();
     let mut marks: Vec<Vec<Value>> = Vec::new();
     let mut memo: std::collections::HashMap<u32, Value> = std::collections::HashMap::new();
@@ -329,7 +380,7 @@ pub fn load(data: &[u8]) -> Result<Value> {
             }
             b'.' => {
                 return match stack.pop() {
-                    Some(v) if stack.is_empty() => Ok(v),
+                    Some(value) if stack.is_empty() => Ok(Loaded { value, end: r.p, storages }),
                     Some(_) => Err(err("STOP with more than one value on the stack")),
                     None => Err(err("STOP on an empty stack")),
                 }
@@ -424,10 +475,11 @@ pub fn load(data: &[u8]) -> Result<Value> {
             }
             0x8a | 0x8b => {
                 let n = if op == 0x8a { r.u8()? as usize } else { r.u32()? as usize };
-                if n > 8 {
-                    return Err(err(format!("integer of {n} bytes is larger than 64 bits")));
-                }
                 let s = r.take(n)?;
+                if n > 8 {
+                    stack.push(Value::Long(Rc::from(s)));
+                    continue;
+                }
                 let mut a = [if s.last().is_some_and(|&b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
                 a[..n].copy_from_slice(s);
                 stack.push(Value::Int(i64::from_le_bytes(a)));
@@ -505,7 +557,12 @@ pub fn load(data: &[u8]) -> Result<Value> {
             }
             b'Q' => {
                 let pid = pop(&mut stack, "BINPERSID")?;
-                stack.push(Value::Storage(Rc::new(storage(&pid)?)));
+                let s = Rc::new(storage(&pid)?);
+                if storages.len() >= MAX_MEMO {
+                    return Err(err(format!("more than {MAX_MEMO} persistent ids")));
+                }
+                storages.push(s.clone());
+                stack.push(Value::Storage(s));
             }
             other => {
                 return Err(err(format!(
@@ -532,21 +589,42 @@ fn set_items(m: &mut Map, items: Vec<Value>) -> Result<()> {
     Ok(())
 }
 
-/// `('storage', torch.FloatStorage, '0', 'cpu', numel)`.
+fn plain_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.contains(['/', '\\']) || key.contains("..") {
+        return Err(err(format!("storage key \"{key}\" is not a plain name")));
+    }
+    Ok(())
+}
+
+/// `('storage', torch.FloatStorage, '0', 'cpu', numel)` (zip format) or
+/// `('storage', torch.FloatStorage, root_key, 'cpu', numel, view_metadata)`
+/// (legacy format; view_metadata is None or `(view_key, offset, numel)`).
 fn storage(pid: &Value) -> Result<Storage> {
     let items = match pid {
         Value::Tuple(s) => &s.items,
         other => return Err(err(format!("persistent id is a {} instead of a tuple", other.kind()))),
     };
     match items.as_slice() {
-        [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), ..]
-            if &**tag == "storage" && *numel >= 0 =>
+        [Value::Str(tag), ..] if &**tag == "module" => Err(err(
+            "the file holds a pickled nn.Module (torch.save(model)); save model.state_dict() instead, which needs no code to load",
+        )),
+        [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), rest @ ..]
+            if &**tag == "storage" && *numel >= 0 && rest.len() <= 1 =>
         {
-            if key.is_empty() || key.contains(['/', '\\']) || key.contains("..") {
-                return Err(err(format!("storage key \"{key}\" is not a plain name")));
-            }
-            Ok(Storage { dtype: *dtype, key: key.to_string(), numel: *numel as u64 })
+            plain_key(key)?;
+            let view = match rest.first() {
+                None | Some(Value::None) => None,
+                Some(Value::Tuple(v)) => match v.items.as_slice() {
+                    [Value::Str(vk), Value::Int(offset), Value::Int(n)] if *offset >= 0 && *n >= 0 => {
+                        plain_key(vk)?;
+                        Some(View { key: vk.to_string(), offset: *offset as u64, numel: *n as u64 })
+                    }
+                    _ => return Err(err("persistent id's view_metadata is not (key, offset, numel)")),
+                },
+                Some(other) => return Err(err(format!("persistent id's view_metadata is a {}", other.kind()))),
+            };
+            Ok(Storage { dtype: *dtype, key: key.to_string(), numel: *numel as u64, view })
         }
-        _ => Err(err("persistent id is not ('storage', <storage class>, key, location, numel)")),
+        _ => Err(err("persistent id is not ('storage', <storage class>, key, location, numel[, view])")),
     }
 }

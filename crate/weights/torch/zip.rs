@@ -51,11 +51,12 @@ fn cut(what: &str, needed: u64, available: usize) -> WeightsError {
     WeightsError::Truncated { what: format!("zip {what}"), needed, available: available as u64 }
 }
 
-/// CRC-32 (IEEE 802.3, the one zip uses).
+/// CRC-32 (IEEE 802.3, the one zip uses), slicing by 16 bytes: a 553 MB
+/// VGG16 checkpoint is checked at memory-like speed.
 pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[[u32; 256]; 8]> = std::sync::OnceLock::new();
+    static TABLE: std::sync::OnceLock<[[u32; 256]; 16]> = std::sync::OnceLock::new();
     let t = TABLE.get_or_init(|| {
-        let mut t = [[0u32; 256]; 8];
+        let mut t = [[0u32; 256]; 16];
         for i in 0..256u32 {
             let mut c = i;
             for _ in 0..8 {
@@ -64,7 +65,7 @@ pub fn crc32(data: &[u8]) -> u32 {
             t[0][i as usize] = c;
         }
         for i in 0..256 {
-            for k in 1..8 {
+            for k in 1..16 {
                 let prev = t[k - 1][i];
                 t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
             }
@@ -72,18 +73,27 @@ pub fn crc32(data: &[u8]) -> u32 {
         t
     });
     let mut c = !0u32;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(16);
     for ch in &mut chunks {
-        let lo = c ^ u32::from_le_bytes([ch[0], ch[1], ch[2], ch[3]]);
-        let hi = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]);
-        c = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
+        let w = |k: usize| u32::from_le_bytes([ch[k], ch[k + 1], ch[k + 2], ch[k + 3]]);
+        let (a, b, d, e) = (c ^ w(0), w(4), w(8), w(12));
+        let byte = |x: u32, s: u32| ((x >> s) & 0xff) as usize;
+        c = t[15][byte(a, 0)]
+            ^ t[14][byte(a, 8)]
+            ^ t[13][byte(a, 16)]
+            ^ t[12][byte(a, 24)]
+            ^ t[11][byte(b, 0)]
+            ^ t[10][byte(b, 8)]
+            ^ t[9][byte(b, 16)]
+            ^ t[8][byte(b, 24)]
+            ^ t[7][byte(d, 0)]
+            ^ t[6][byte(d, 8)]
+            ^ t[5][byte(d, 16)]
+            ^ t[4][byte(d, 24)]
+            ^ t[3][byte(e, 0)]
+            ^ t[2][byte(e, 8)]
+            ^ t[1][byte(e, 16)]
+            ^ t[0][byte(e, 24)];
     }
     for &b in chunks.remainder() {
         c = t[0][((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
