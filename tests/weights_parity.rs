@@ -132,7 +132,7 @@ async fn parity(file: &WeightsFile, what: &str, tol: f64) -> (f64, String) {
     worst
 }
 
-common::gpu_test! {
+gpu_test! {
     async fn default_weights_f32_match_onnxruntime() {
         let Some(bytes) = default_weights(featvis::weights::DEFAULT_FILE) else { return };
         let file = WeightsFile::from_bytes(&bytes).unwrap();
@@ -144,7 +144,7 @@ common::gpu_test! {
     }
 }
 
-common::gpu_test! {
+gpu_test! {
     async fn default_weights_f16_match_onnxruntime() {
         let Some(bytes) = default_weights(featvis::weights::DEFAULT_FILE_F16) else { return };
         let file = WeightsFile::from_bytes(&bytes).unwrap();
