@@ -217,3 +217,18 @@ fn info_of_the_default_weights() {
         assert_eq!(convs, 13, "{info}");
     }
 }
+
+#[test]
+fn f16_overflow_is_refused_with_a_hint() {
+    let dir = scratch("f16-overflow");
+    let mut f = keras_file();
+    f.weights.convs[4].bias[9] = 1e6; // beyond half precision's ±65504
+    let input = dir.join("big.safetensors");
+    std::fs::write(&input, f.to_bytes(false)).unwrap();
+    let out = dir.join("big-f16.safetensors");
+    fails(&["convert", s(&input), s(&out), "--f16"], &["conv3_1.bias", "non-finite", "±65504", "without --f16"]);
+    only(&dir, &["big.safetensors"]);
+    // Without --f16 it converts (a re-encode of the project's file).
+    let out = ok(&["convert", s(&input), s(&dir.join("big2.safetensors"))]);
+    assert!(out.contains("featvis safetensors") && out.contains("preprocessing: Keras"), "{out}");
+}

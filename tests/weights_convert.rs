@@ -8,6 +8,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod weights_common;
 
+#[cfg(not(target_arch = "wasm32"))]
 use featvis::model::Vgg16Weights;
 use featvis::weights::convert::{self, Format};
 use featvis::weights::safetensors::{self, Dtype, TensorOut};

@@ -149,7 +149,7 @@ pub fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
         for d in dims {
             let d = d.as_u64().ok_or_else(|| bad(name, "a shape entry is not a non-negative integer"))?;
             count = count.checked_mul(d).ok_or_else(|| bad(name, "the shape's element count overflows"))?;
-            shape.push(usize::try_from(d).map_err(|_| bad(name, "a shape entry is too large"))?);
+            shape.push(usize::try_from(d).map_err(|_| bad(name, format!("the shape entry {d} overflows this platform's usize")))?);
         }
         let bytes_needed = count
             .checked_mul(dtype.size() as u64)

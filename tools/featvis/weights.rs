@@ -182,7 +182,12 @@ pub fn convert_main(argv: &[String]) -> Result<(), String> {
     let f16 = args.flag("f16");
     let out = converted.file.to_bytes(f16);
     // Check what we are about to write: it must load back as it will in the page.
-    let back = WeightsFile::from_bytes(&out).map_err(|e| format!("the converted file does not load back: {e}"))?;
+    let back = WeightsFile::from_bytes(&out).map_err(|e| match e {
+        weights::WeightsError::NonFinite { .. } if f16 => {
+            format!("the converted file does not load back: {e}: a weight is beyond half precision's ±65504; convert without --f16")
+        }
+        e => format!("the converted file does not load back: {e}"),
+    })?;
     if back.parameter_count() != converted.file.parameter_count() {
         return Err("the converted file does not load back with the same parameters".into());
     }
