@@ -128,9 +128,8 @@ fn mutate(rng: &mut Rng, base: &[u8], other: &[u8]) -> Vec<u8> {
                 // Interesting values at a random place: 0, 0xff runs, digits, quotes, braces.
                 let i = rng.below(len);
                 let v = [0u8, 0xff, b'9', b'"', b'{', b'[', b'-', 0x80][rng.below(8)];
-                for k in i..(i + 1 + rng.below(8)).min(len) {
-                    b[k] = v;
-                }
+                let end = (i + 1 + rng.below(8)).min(len);
+                b[i..end].fill(v);
             }
             _ => {}
         }
