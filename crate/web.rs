@@ -24,7 +24,18 @@ fn has_webgpu() -> bool {
 #[wasm_bindgen]
 pub struct Engine {
     gpu: Gpu,
+    /// The weights last loaded with [`Engine::load_weights`], on the GPU.
+    model: Option<LoadedWeights>,
 }
+
+/// Weights on the GPU and what the page shows about them.
+pub struct LoadedWeights {
+    pub model: crate::model::Vgg16,
+    pub preprocessing: crate::weights::Preprocessing,
+    pub summary: crate::weights::LoadSummary,
+}
+
+
 
 #[wasm_bindgen]
 impl Engine {
@@ -38,7 +49,7 @@ impl Engine {
             ));
         }
         let gpu = Gpu::new().await.map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(Engine { gpu })
+        Ok(Engine { gpu, model: None })
     }
 
     /// The adapter, in words.
@@ -62,6 +73,34 @@ impl Engine {
 impl Engine {
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The weights last loaded, if any.
+    pub fn weights(&self) -> Option<&LoadedWeights> {
+        self.model.as_ref()
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Load a weights file (the bytes of a featvis .safetensors, F32 or F16):
+    /// parse and check it, then upload it to the GPU. Returns a JSON summary
+    /// `{bytes, dtype, conv_layers, classes, parameters, preprocessing, source, text}`.
+    /// A file that fails a check is refused with the check's message and the
+    /// previously loaded weights stay.
+    #[wasm_bindgen(js_name = loadWeights)]
+    pub fn load_weights(&mut self, bytes: &[u8]) -> Result<String, JsError> {
+        let (file, summary) = crate::weights::LoadSummary::check(bytes).map_err(|e| JsError::new(&format!("weights file: {e}")))?;
+        let model = crate::model::Vgg16::upload(&self.gpu, &file.weights).map_err(|e| JsError::new(&e.to_string()))?;
+        let json = summary.to_json();
+        self.model = Some(LoadedWeights { model, preprocessing: file.preprocessing, summary });
+        Ok(json)
+    }
+
+    /// Are weights loaded?
+    #[wasm_bindgen(js_name = hasWeights)]
+    pub fn has_weights(&self) -> bool {
+        self.model.is_some()
     }
 }
 

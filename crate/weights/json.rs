@@ -44,6 +44,8 @@ impl Json {
 }
 
 const MAX_DEPTH: usize = 32;
+/// Longest number literal accepted (a u64 has 20 digits; floats in metadata fewer than 40).
+const MAX_NUMBER_LEN: usize = 64;
 
 /// Parse one JSON value that spans all of `text` (surrounding whitespace allowed).
 pub fn parse(text: &[u8]) -> Result<Json, WeightsError> {
@@ -101,6 +103,9 @@ impl Parser<'_> {
             Some(b'{') => {
                 self.i += 1;
                 let mut members: Vec<(String, Json)> = Vec::new();
+                // Duplicate keys are found through a set: a hostile header of
+                // a million keys must not take a million² comparisons.
+                let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
                 if self.eat(b'}') {
                     return Ok(Json::Obj(members));
                 }
@@ -110,8 +115,9 @@ impl Parser<'_> {
                         return Err(self.err("expected a string key"));
                     }
                     let key = self.string()?;
-                    if members.iter().any(|(k, _)| *k == key) {
-                        return Err(self.err(&format!("duplicate key \"{key}\"")));
+                    if !seen.insert(key.clone()) {
+                        let shown: String = key.chars().take(80).collect();
+                        return Err(self.err(&format!("duplicate key \"{shown}\"")));
                     }
                     if !self.eat(b':') {
                         return Err(self.err("expected ':'"));
@@ -160,8 +166,12 @@ impl Parser<'_> {
                     }
                     p.i > s
                 };
+                let int_start = self.i;
                 if !digits(self) {
                     return Err(self.err("invalid number"));
+                }
+                if self.s[int_start] == b'0' && self.i - int_start > 1 {
+                    return Err(self.err("invalid number (leading zero)"));
                 }
                 if self.s.get(self.i) == Some(&b'.') {
                     self.i += 1;
@@ -177,6 +187,10 @@ impl Parser<'_> {
                     if !digits(self) {
                         return Err(self.err("invalid number"));
                     }
+                }
+                if self.i - start > MAX_NUMBER_LEN {
+                    self.i = start;
+                    return Err(self.err(&format!("number literal longer than {MAX_NUMBER_LEN} characters")));
                 }
                 // Only ASCII was consumed.
                 let text = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();

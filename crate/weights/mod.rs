@@ -126,6 +126,20 @@ impl Preprocessing {
             .map(|(n, _)| n)
     }
 
+    /// The name, or "custom" with the numbers.
+    pub fn describe(&self) -> String {
+        match self.name() {
+            Some(n) => n.to_string(),
+            None => format!(
+                "custom ({}, ×{}, mean [{}], std [{}])",
+                self.channel_order(),
+                self.scale,
+                self.mean.map(|v| v.to_string()).join(", "),
+                self.std.map(|v| v.to_string()).join(", ")
+            ),
+        }
+    }
+
     pub fn channel_order(&self) -> &'static str {
         if self.channel_order_bgr {
             "BGR"
@@ -144,6 +158,34 @@ pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub values: Vec<f32>,
+}
+
+/// `n` with commas between groups of three digits: 14,714,688.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The tensors of `w` in the project's naming and layout (the inverse of
+/// [`WeightsFile::from_tensors`]).
+pub fn tensors_of(w: &Vgg16Weights) -> Vec<NamedTensor> {
+    let mut out = Vec::new();
+    for (&(name, cin, cout), c) in CONVS.iter().zip(&w.convs) {
+        out.push(NamedTensor { name: format!("{name}.weight"), shape: vec![3, 3, cin, cout], values: c.w_hwio.clone() });
+        out.push(NamedTensor { name: format!("{name}.bias"), shape: vec![cout], values: c.bias.clone() });
+    }
+    for (name, f) in FC_NAMES.iter().zip(&w.fcs) {
+        out.push(NamedTensor { name: format!("{name}.weight"), shape: vec![f.inputs, f.outputs], values: f.w_io.clone() });
+        out.push(NamedTensor { name: format!("{name}.bias"), shape: vec![f.outputs], values: f.bias.clone() });
+    }
+    out
 }
 
 /// A weights file in memory.
@@ -401,10 +443,89 @@ impl WeightsFile {
         safetensors::write(&tensors, &metadata, if f16 { Dtype::F16 } else { Dtype::F32 })
     }
 
+    /// One line: "13 conv layers, no classifier head, 14,714,688 parameters, Keras preprocessing".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} conv layers, {}, {} parameters, {} preprocessing",
+            self.weights.convs.len(),
+            match self.weights.classes() {
+                Some(k) => format!("fc6–fc8 head ({} classes)", thousands(k)),
+                None => "no classifier head".to_string(),
+            },
+            thousands(self.parameter_count()),
+            self.preprocessing.describe()
+        )
+    }
+
     /// Total number of parameters.
     pub fn parameter_count(&self) -> usize {
         let w = &self.weights;
         w.convs.iter().map(|c| c.w_hwio.len() + c.bias.len()).sum::<usize>()
             + w.fcs.iter().map(|f| f.w_io.len() + f.bias.len()).sum::<usize>()
+    }
+}
+
+/// What a loaded weights file holds, as the page shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadSummary {
+    pub bytes: usize,
+    /// "F16", "F32" or "F16, F32".
+    pub dtype: String,
+    pub conv_layers: usize,
+    pub classes: Option<usize>,
+    pub parameters: usize,
+    /// "Keras", "VGGFace", "torchvision" or "custom (…)".
+    pub preprocessing: String,
+    pub source: String,
+}
+
+impl LoadSummary {
+    /// Parse and check a weights file (names, shapes, dtypes, metadata,
+    /// finite values): what the page does before anything touches the GPU.
+    pub fn check(bytes: &[u8]) -> Result<(WeightsFile, LoadSummary)> {
+        let file = WeightsFile::from_bytes(bytes)?;
+        let st = safetensors::parse(bytes)?;
+        let mut dtypes: Vec<&str> = st.tensors.iter().map(|t| t.dtype.name()).collect();
+        dtypes.sort();
+        dtypes.dedup();
+        let summary = LoadSummary {
+            bytes: bytes.len(),
+            dtype: dtypes.join(", "),
+            conv_layers: file.weights.convs.len(),
+            classes: file.weights.classes(),
+            parameters: file.parameter_count(),
+            preprocessing: file.preprocessing.describe(),
+            source: file.source.clone(),
+        };
+        Ok((file, summary))
+    }
+
+    /// "29.4 MB (f16), 13 conv layers, 14,714,688 parameters, Keras preprocessing".
+    pub fn text(&self) -> String {
+        format!(
+            "{:.1} MB ({}), {} conv layers, {}{} parameters, {} preprocessing",
+            self.bytes as f64 / 1e6,
+            self.dtype.to_lowercase(),
+            self.conv_layers,
+            self.classes.map_or(String::new(), |k| format!("fc6–fc8 head ({} classes), ", thousands(k))),
+            thousands(self.parameters),
+            self.preprocessing
+        )
+    }
+
+    /// `{bytes, dtype, conv_layers, classes, parameters, preprocessing, source, text}`.
+    pub fn to_json(&self) -> String {
+        let q = json::quote;
+        format!(
+            "{{\"bytes\":{},\"dtype\":{},\"conv_layers\":{},\"classes\":{},\"parameters\":{},\"preprocessing\":{},\"source\":{},\"text\":{}}}",
+            self.bytes,
+            q(&self.dtype),
+            self.conv_layers,
+            self.classes.map_or("null".to_string(), |k| k.to_string()),
+            self.parameters,
+            q(&self.preprocessing),
+            q(&self.source),
+            q(&self.text())
+        )
     }
 }

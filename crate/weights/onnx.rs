@@ -4,12 +4,16 @@
 //! conversion of a Keras VGG16 exported to ONNX (tf2onnx) to [`Vgg16Weights`].
 
 use super::WeightsError;
-use crate::model::{ConvTensor, Vgg16Weights, CONVS};
+use crate::model::{ConvTensor, FcTensor, Vgg16Weights, CONVS, FC6_INPUTS};
 
 /// TensorProto.DataType.FLOAT.
 const FLOAT: u64 = 1;
+/// TensorProto.DataType.FLOAT16 (raw_data of little-endian halves, or int32_data holding the bits).
+const FLOAT16: u64 = 10;
+/// Ranks above this are refused (VGG16 needs at most 4).
+pub const MAX_RANK: usize = 8;
 
-/// One FLOAT initializer.
+/// One FLOAT (or FLOAT16, widened) initializer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnnxTensor {
     pub name: String,
@@ -132,16 +136,43 @@ fn tensor(buf: &[u8], base: usize) -> Result<Option<OnnxTensor>, WeightsError> {
     let mut name = String::new();
     let mut raw: Option<&[u8]> = None;
     let mut floats: Vec<f32> = Vec::new();
+    let mut int32s: Vec<u16> = Vec::new();
+    let mut wide_half = false;
+    let mut external = false;
     let mut fields = Fields::new(buf, base);
+    let too_many_dims = |at: usize| perr(at, &format!("a tensor with more than {MAX_RANK} dimensions"));
     while let Some((f, v, at)) = fields.next_field()? {
         match (f, v) {
-            (1, Wire::Varint(d)) => dims.push(d),
+            (1, Wire::Varint(d)) => {
+                if dims.len() >= MAX_RANK {
+                    return Err(too_many_dims(at));
+                }
+                dims.push(d)
+            }
             (1, Wire::Bytes(packed)) => {
                 let mut p = Fields::new(packed, at);
                 while p.pos < packed.len() {
+                    if dims.len() >= MAX_RANK {
+                        return Err(too_many_dims(at));
+                    }
                     dims.push(p.varint()?);
                 }
             }
+            // int32_data: FLOAT16 values' bits when there is no raw_data.
+            (5, Wire::Varint(x)) => {
+                wide_half |= x > 0xffff;
+                int32s.push(x as u16)
+            }
+            (5, Wire::Bytes(packed)) => {
+                let mut p = Fields::new(packed, at);
+                while p.pos < packed.len() {
+                    let x = p.varint()?;
+                    wide_half |= x > 0xffff;
+                    int32s.push(x as u16);
+                }
+            }
+            // data_location = EXTERNAL
+            (14, Wire::Varint(1)) => external = true,
             (2, Wire::Varint(t)) => data_type = t,
             (4, Wire::Fixed32(x)) => floats.push(f32::from_bits(x)),
             (4, Wire::Bytes(packed)) => {
@@ -155,8 +186,14 @@ fn tensor(buf: &[u8], base: usize) -> Result<Option<OnnxTensor>, WeightsError> {
             _ => {}
         }
     }
-    if data_type != FLOAT {
+    if data_type != FLOAT && data_type != FLOAT16 {
         return Ok(None);
+    }
+    if external {
+        return Err(WeightsError::Onnx(format!(
+            "initializer `{name}` keeps its data in an external file, which is not supported: save the model with its weights inside \
+             (onnx.save(model, path, save_as_external_data=False))"
+        )));
     }
     let mut count: usize = 1;
     let mut shape = Vec::with_capacity(dims.len());
@@ -170,6 +207,27 @@ fn tensor(buf: &[u8], base: usize) -> Result<Option<OnnxTensor>, WeightsError> {
         shape.push(d);
     }
     let data = match raw {
+        Some(r) if data_type == FLOAT16 => {
+            if Some(r.len()) != count.checked_mul(2) {
+                return Err(WeightsError::Onnx(format!(
+                    "initializer `{name}`: raw_data has {} bytes, shape {shape:?} needs {count} halves",
+                    r.len()
+                )));
+            }
+            r.chunks_exact(2).map(|c| super::f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        None if data_type == FLOAT16 => {
+            if int32s.len() != count {
+                return Err(WeightsError::Onnx(format!(
+                    "initializer `{name}`: {} int32_data values, FLOAT16 shape {shape:?} needs {count}",
+                    int32s.len()
+                )));
+            }
+            if wide_half {
+                return Err(WeightsError::Onnx(format!("initializer `{name}`: an int32_data entry of a FLOAT16 tensor does not fit 16 bits")));
+            }
+            int32s.iter().map(|&b| super::f16_to_f32(b)).collect()
+        }
         Some(r) => {
             if Some(r.len()) != count.checked_mul(4) {
                 return Err(WeightsError::Onnx(format!(
@@ -217,9 +275,98 @@ fn keras_conv_index(name: &str) -> Option<usize> {
 /// here to HWIO), biases the rank-1 ones. Everything else is ignored.
 pub fn keras_vgg16(bytes: &[u8]) -> Result<Vgg16Weights, WeightsError> {
     let inits = initializers(bytes)?;
+    Ok(Vgg16Weights { convs: keras_convs(&inits)?, fcs: Vec::new() })
+}
+
+/// Like [`keras_vgg16`], keeping the classifier head when the model has
+/// VGG16's: rank-2 initializers named like Keras's `fc1`, `fc2`,
+/// `predictions` (or `fc6`, `fc7`, `fc8`) of shapes (25088, 4096),
+/// (4096, 4096), (4096, K) (Keras's (inputs, outputs), fc1's inputs in the
+/// NHWC flattening of pool5, as the project's fc6) with biases (4096),
+/// (4096), (K). Any other head is dropped; the note says what was found.
+pub fn keras_vgg16_with_head(bytes: &[u8]) -> Result<(Vgg16Weights, Option<String>), WeightsError> {
+    let inits = initializers(bytes)?;
+    let convs = keras_convs(&inits)?;
+    let mut slots: [[Option<&OnnxTensor>; 2]; 3] = [[None; 2]; 3];
+    let mut dense: Vec<String> = Vec::new();
+    for t in &inits {
+        if keras_conv_index(&t.name).is_some() {
+            continue;
+        }
+        if t.dims.len() == 2 {
+            dense.push(format!("`{}` {:?}", t.name, t.dims));
+        }
+        let Some(i) = keras_fc_index(&t.name) else { continue };
+        let r = match t.dims.len() {
+            2 => 0,
+            1 => 1,
+            _ => continue,
+        };
+        if let Some(prev) = slots[i][r] {
+            return Err(WeightsError::Onnx(format!(
+                "both `{}` and `{}` look like fc{}'s {}",
+                prev.name,
+                t.name,
+                i + 6,
+                if r == 0 { "kernel" } else { "bias" }
+            )));
+        }
+        slots[i][r] = Some(t);
+    }
+    let head = (|| {
+        let classes = slots[2][0]?.dims.get(1).copied().filter(|&k| k > 0)?;
+        let mut fcs = Vec::new();
+        for (i, (inputs, outputs)) in [(FC6_INPUTS, 4096), (4096, 4096), (4096, classes)].into_iter().enumerate() {
+            let (w, b) = (slots[i][0]?, slots[i][1]?);
+            if w.dims != [inputs, outputs] || b.dims != [outputs] {
+                return None;
+            }
+            fcs.push(FcTensor { inputs, outputs, w_io: w.data.clone(), bias: b.data.clone() });
+        }
+        Some(fcs)
+    })();
+    match head {
+        Some(fcs) => Ok((Vgg16Weights { convs, fcs }, None)),
+        None => {
+            let note = if dense.is_empty() {
+                None
+            } else {
+                Some(format!(
+                    "the model's head ({}) is not VGG16's fc6–fc8 (fc1 (25088, 4096), fc2 (4096, 4096), predictions (4096, K)): \
+                     kept the conv trunk only",
+                    dense.join(", ")
+                ))
+            };
+            Ok((Vgg16Weights { convs, fcs: Vec::new() }, note))
+        }
+    }
+}
+
+/// `fc1`/`fc6` → 0, `fc2`/`fc7` → 1, `predictions`/`fc8` → 2 (a name part
+/// not followed by another digit).
+fn keras_fc_index(name: &str) -> Option<usize> {
+    let b = name.as_bytes();
+    let mut found = None;
+    for i in 0..b.len() {
+        let rest = &b[i..];
+        if rest.starts_with(b"predictions") {
+            found = Some(2);
+        } else if rest.len() >= 3 && rest.starts_with(b"fc") && !rest.get(3).is_some_and(|c| c.is_ascii_digit()) && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            found = match rest[2] {
+                b'1' | b'6' => Some(0),
+                b'2' | b'7' => Some(1),
+                b'8' => Some(2),
+                _ => found,
+            };
+        }
+    }
+    found
+}
+
+fn keras_convs(inits: &[OnnxTensor]) -> Result<Vec<ConvTensor>, WeightsError> {
     let mut kernels: Vec<Option<&OnnxTensor>> = vec![None; CONVS.len()];
     let mut biases: Vec<Option<&OnnxTensor>> = vec![None; CONVS.len()];
-    for t in &inits {
+    for t in inits {
         let Some(k) = keras_conv_index(&t.name) else { continue };
         let slot = match t.dims.len() {
             4 => &mut kernels[k],
@@ -255,7 +402,7 @@ pub fn keras_vgg16(bytes: &[u8]) -> Result<Vgg16Weights, WeightsError> {
         }
         convs.push(ConvTensor { w_hwio: oihw_to_hwio(&w.data, cout, cin), bias: b.data.clone() });
     }
-    Ok(Vgg16Weights { convs, fcs: Vec::new() })
+    Ok(convs)
 }
 
 /// (O, I, 3, 3) → (3, 3, I, O).

@@ -9,6 +9,10 @@ use super::WeightsError;
 
 /// Headers larger than this are refused (the reference implementation's limit).
 pub const MAX_HEADER: u64 = 100 << 20;
+/// Ranks above this are refused (VGG16 needs at most 4).
+pub const MAX_RANK: usize = 8;
+/// More tensors than this are refused (VGG16 has 32; the largest models a few thousand).
+pub const MAX_TENSORS: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -134,12 +138,18 @@ pub fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
         let Some(Json::Arr(dims)) = v.get("shape") else {
             return Err(bad(name, "missing or non-array \"shape\""));
         };
+        if dims.len() > MAX_RANK {
+            return Err(bad(name, format!("its shape has {} dimensions, more than the {MAX_RANK} accepted", dims.len())));
+        }
+        if tensors.len() >= MAX_TENSORS {
+            return Err(WeightsError::Header(format!("more than {MAX_TENSORS} tensors")));
+        }
         let mut shape = Vec::with_capacity(dims.len());
         let mut count: u64 = 1;
         for d in dims {
             let d = d.as_u64().ok_or_else(|| bad(name, "a shape entry is not a non-negative integer"))?;
             count = count.checked_mul(d).ok_or_else(|| bad(name, "the shape's element count overflows"))?;
-            shape.push(usize::try_from(d).map_err(|_| bad(name, "a shape entry is too large"))?);
+            shape.push(usize::try_from(d).map_err(|_| bad(name, format!("the shape entry {d} overflows this platform's usize")))?);
         }
         let bytes_needed = count
             .checked_mul(dtype.size() as u64)

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use featvis::weights::convert::{self, Format};
 use featvis::weights::{self, safetensors, sha256::sha256_hex, WeightsFile};
 
 use crate::args::Args;
@@ -85,22 +86,40 @@ fn fetch_into(tmp: &Path, out_dir: &Path, f32_path: &Path, f16_path: &Path) -> R
     Ok(())
 }
 
+/// Formats whose files `info` cannot read directly: they need `featvis convert` first.
+fn convert_hint(path: &str, bytes: &[u8]) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    let by_name = [".onnx", ".h5", ".hdf5", ".keras", ".pth", ".pt", ".bin"].iter().any(|e| lower.ends_with(e));
+    let format = match convert::detect(bytes) {
+        Some(Format::Project) => return None,
+        Some(f) => Some(f),
+        None if by_name => None,
+        None => return None,
+    };
+    let what = format.map_or_else(|| "not a featvis weights file".to_string(), |f| format!("in the {} format, not a featvis weights file", f.name()));
+    let stem = Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
+    Some(format!("{path} is {what}; convert it first: featvis convert {path} {stem}.safetensors [--f16]"))
+}
+
 pub fn info_main(argv: &[String]) -> Result<(), String> {
     let [path] = argv else {
         return Err("usage: featvis info FILE".to_string());
     };
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    if let Some(hint) = convert_hint(path, &bytes) {
+        return Err(hint);
+    }
     let file = WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let st = safetensors::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let mut dtypes: Vec<&str> = st.tensors.iter().map(|t| t.dtype.name()).collect();
     dtypes.sort();
     dtypes.dedup();
-    println!("file: {path} ({} bytes, {:.1} MiB)", bytes.len(), bytes.len() as f64 / (1 << 20) as f64);
+    println!("file: {path} ({} bytes, {:.1} MB)", weights::thousands(bytes.len()), bytes.len() as f64 / 1e6);
     println!("architecture: {}", st.meta("architecture").unwrap_or("?"));
     println!("dtype: {}", dtypes.join(", "));
     for t in &st.tensors {
         let n: usize = t.shape.iter().product();
-        println!("  {:<14} {:<20} {n:>10}", t.name, format!("{:?}", t.shape));
+        println!("  {:<14} {:<20} {:>12}", t.name, format!("{:?}", t.shape), weights::thousands(n));
     }
     println!(
         "layers: {} conv{}",
@@ -110,10 +129,11 @@ pub fn info_main(argv: &[String]) -> Result<(), String> {
             None => ", no classifier head".to_string(),
         }
     );
-    println!("parameters: {}", file.parameter_count());
+    println!("parameters: {}", weights::thousands(file.parameter_count()));
     let p = &file.preprocessing;
     println!(
-        "preprocessing: {}, scale {}, mean [{}], std [{}] (in {} order)",
+        "preprocessing: {} ({}, scale {}, mean [{}], std [{}], in {} order)",
+        p.name().unwrap_or("custom"),
         p.channel_order(),
         p.scale,
         p.mean.map(|v| v.to_string()).join(", "),
@@ -125,6 +145,98 @@ pub fn info_main(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn convert_main(_argv: &[String]) -> Result<(), String> {
-    Err("convert is not implemented yet".to_string())
+const CONVERT_USAGE: &str = "usage: featvis convert IN OUT [--f16] [--format h5|pth|onnx|safetensors]";
+
+pub fn convert_main(argv: &[String]) -> Result<(), String> {
+    // Flags may come before, between or after IN and OUT; a flag's value is not positional.
+    let mut flags = Vec::new();
+    let mut paths = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        if a == "--format" {
+            flags.push(a.clone());
+            if let Some(v) = argv.get(i + 1) {
+                flags.push(v.clone());
+                i += 1;
+            }
+        } else if a.starts_with("--") {
+            flags.push(a.clone());
+        } else {
+            paths.push(a.clone());
+        }
+        i += 1;
+    }
+    let args = Args::parse(&flags, &["format"], &["f16"])?;
+    let [input, output] = paths.as_slice() else {
+        return Err(format!("{CONVERT_USAGE} (got {} paths)", paths.len()));
+    };
+    let format = args.get("format").map(Format::from_flag).transpose().map_err(|e| e.to_string())?;
+    let (in_path, out_path) = (Path::new(input), Path::new(output));
+    if same_file(in_path, out_path) {
+        return Err(format!("OUT is IN ({output}): refusing to overwrite the input; give another output path"));
+    }
+    let bytes = std::fs::read(in_path).map_err(|e| format!("cannot read {input}: {e}"))?;
+    let converted = convert::convert_report(&bytes, format).map_err(|e| format!("{input}: {e}"))?;
+    drop(bytes);
+    let f16 = args.flag("f16");
+    let out = converted.file.to_bytes(f16);
+    // Check what we are about to write: it must load back as it will in the page.
+    let back = WeightsFile::from_bytes(&out).map_err(|e| match e {
+        weights::WeightsError::NonFinite { .. } if f16 => {
+            format!("the converted file does not load back: {e}: a weight is beyond half precision's ±65504; convert without --f16")
+        }
+        e => format!("the converted file does not load back: {e}"),
+    })?;
+    if back.parameter_count() != converted.file.parameter_count() {
+        return Err("the converted file does not load back with the same parameters".into());
+    }
+    write_atomic_any(out_path, &out)?;
+    let file = &converted.file;
+    println!("read {input}: {}", converted.format.name());
+    for note in &converted.notes {
+        println!("note: {note}");
+    }
+    println!("layers: {}", file.layers().join(", "));
+    println!(
+        "head: {}",
+        match file.weights.classes() {
+            Some(k) => format!("fc6–fc8, {} classes", weights::thousands(k)),
+            None => "none (conv trunk only)".to_string(),
+        }
+    );
+    println!("parameters: {}", weights::thousands(file.parameter_count()));
+    println!("preprocessing: {}", file.preprocessing.describe());
+    println!(
+        "wrote {output}: {} bytes ({:.1} MB, {})",
+        weights::thousands(out.len()),
+        out.len() as f64 / 1e6,
+        if f16 { "F16" } else { "F32" }
+    );
+    Ok(())
+}
+
+/// Do two paths name one file (the same path, or a link to it)?
+fn same_file(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Write through a temporary file beside `path` and a rename: on any error
+/// nothing is left at `path` or beside it.
+fn write_atomic_any(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, bytes)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
