@@ -29,6 +29,16 @@ const USAGE: &str = "\
 ";
 
 fn main() -> ExitCode {
+    // `featvis info … | head`: a closed stdout ends the program quietly, as
+    // other command-line tools do, instead of a panic from println!.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let result = match argv.first().map(String::as_str) {
         Some("bench") => bench::main(&argv[1..]),
