@@ -84,9 +84,13 @@ pub fn read_keras_layers(bytes: &[u8]) -> Result<Vec<KerasLayer>> {
         }
     };
     let names = layer_names(&f, &group)?.ok_or_else(|| err("model_weights/ has no `layer_names` attribute"))?;
+    let members: std::collections::HashMap<String, file::Link> = f.links(&group)?.into_iter().collect();
     let mut out = Vec::new();
     for name in names {
-        let at = f.lookup(group.addr, &name)?;
+        let at = match members.get(&name) {
+            Some(file::Link::Hard(a)) => *a,
+            _ => f.lookup(group.addr, &name)?,
+        };
         let lg = f.object(at)?;
         let wnames = split_attribute(&f, &lg, "weight_names")?
             .ok_or_else(|| err(format!("layer group \"{name}\" has no `weight_names` attribute")))?;
