@@ -334,7 +334,19 @@ impl<'a> Dataset<'a> {
             Datatype::Float { size, big_endian } => (size, big_endian),
             ref other => return Err(err(format!("dataset holds {}, not floats", other.describe()))),
         };
-        let bytes = self.read_bytes(f)?;
+        // Contiguous data converts straight from the file (no intermediate copy).
+        let owned;
+        let bytes: &[u8] = match &self.layout {
+            Layout::Contiguous { addr, size } if *addr != UNDEF && self.count()? > 0 => {
+                let total = self.count()?.checked_mul(size_of_elem(&self.dtype)).filter(|&t| t <= MAX_DATASET_BYTES && t <= *size);
+                let total = total.ok_or_else(|| err(format!("contiguous dataset of shape {:?} does not fit its {size} stored bytes", self.shape)))?;
+                f.slice(*addr, total, "dataset data")?
+            }
+            _ => {
+                owned = self.read_bytes(f)?;
+                &owned
+            }
+        };
         let word = |b: &[u8]| -> u64 {
             if be {
                 b.iter().fold(0u64, |a, &x| (a << 8) | x as u64)
@@ -348,6 +360,10 @@ impl<'a> Dataset<'a> {
             _ => bytes.chunks_exact(8).map(|b| f64::from_bits(word(b)) as f32).collect(),
         })
     }
+}
+
+fn size_of_elem(t: &Datatype) -> u64 {
+    t.size() as u64
 }
 
 fn unshuffle(data: &[u8], es: usize) -> Vec<u8> {

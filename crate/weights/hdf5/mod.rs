@@ -177,6 +177,10 @@ fn our_name(flavor: Flavor, name: &str) -> Option<&'static str> {
 /// here ([`WeightsFile::from_tensors`] does); other architectures are refused
 /// with the layers found.
 pub fn keras_tensors(layers: &[KerasLayer]) -> Result<(Flavor, Vec<NamedTensor>)> {
+    map_layers(layers.to_vec())
+}
+
+fn map_layers(layers: Vec<KerasLayer>) -> Result<(Flavor, Vec<NamedTensor>)> {
     let flavor = if layers.iter().any(|l| l.name.starts_with("block")) { Flavor::Keras } else { Flavor::VggFace };
     let unknown: Vec<&str> = layers.iter().filter(|l| our_name(flavor, &l.name).is_none()).map(|l| l.name.as_str()).collect();
     let has_conv = layers.iter().any(|l| our_name(flavor, &l.name).is_some_and(|n| n.starts_with("conv")));
@@ -190,7 +194,7 @@ pub fn keras_tensors(layers: &[KerasLayer]) -> Result<(Flavor, Vec<NamedTensor>)
         )));
     }
     let mut out = Vec::new();
-    for l in layers {
+    for mut l in layers {
         let ours = our_name(flavor, &l.name).unwrap_or_default();
         let is_conv = ours.starts_with("conv");
         let kernel_rank = if is_conv { 4 } else { 2 };
@@ -206,7 +210,9 @@ pub fn keras_tensors(layers: &[KerasLayer]) -> Result<(Flavor, Vec<NamedTensor>)
                 ),
             });
         }
-        let (k, b) = (kernels[0], biases[0]);
+        let k = kernels[0];
+        let ki = l.weights.iter().position(|w| w.1.len() == kernel_rank).unwrap_or(0);
+        let bi = 1 - ki;
         if is_conv {
             if let [o, i, 3, 3] = k.1[..] {
                 if k.1[..2] != [3, 3] {
@@ -219,15 +225,17 @@ pub fn keras_tensors(layers: &[KerasLayer]) -> Result<(Flavor, Vec<NamedTensor>)
                 }
             }
         }
-        out.push(NamedTensor { name: format!("{ours}.weight"), shape: k.1.clone(), values: k.2.clone() });
-        out.push(NamedTensor { name: format!("{ours}.bias"), shape: b.1.clone(), values: b.2.clone() });
+        let kernel = std::mem::take(&mut l.weights[ki]);
+        let bias = std::mem::take(&mut l.weights[bi]);
+        out.push(NamedTensor { name: format!("{ours}.weight"), shape: kernel.1, values: kernel.2 });
+        out.push(NamedTensor { name: format!("{ours}.bias"), shape: bias.1, values: bias.2 });
     }
     Ok((flavor, out))
 }
 
 /// Keras VGG16 (ImageNet, with or without top) or keras_vggface VGG16 → weights file.
 pub fn convert_keras_h5(bytes: &[u8]) -> Result<WeightsFile> {
-    let (flavor, tensors) = keras_tensors(&read_keras_layers(bytes)?)?;
+    let (flavor, tensors) = map_layers(read_keras_layers(bytes)?)?;
     let (source, license) = match flavor {
         Flavor::Keras => (KERAS_SOURCE, KERAS_LICENSE),
         Flavor::VggFace => (VGGFACE_SOURCE, VGGFACE_LICENSE),
