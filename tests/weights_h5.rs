@@ -429,6 +429,23 @@ fn wrong_magic_and_garbage() {
 }
 
 test! {
+fn lookup3_checksums_guard_new_style_headers() {
+    // The vectors of lookup3.c's driver.
+    assert_eq!(hdf5::file::lookup3(b""), 0xdead_beef);
+    assert_eq!(hdf5::file::lookup3(b"Four score and seven years ago"), 0x1777_0551);
+    // A flipped bit in the libver="latest" file's superblock or root object header is caught.
+    let f = File::parse(LATEST).unwrap();
+    let root = f.root() as usize;
+    for at in [20, root + 7, root + 30] {
+        let mut bad = LATEST.to_vec();
+        bad[at] ^= 0x10;
+        let e = hdf5::read_keras_layers(&bad).unwrap_err().to_string();
+        assert!(e.contains("checksum"), "flip at {at}: {e}");
+    }
+}
+}
+
+test! {
 fn bit_flips_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // The superblock and root group of each, every bit; then random bits anywhere.

@@ -197,6 +197,10 @@ impl<'a> Dataset<'a> {
             }
             Layout::Contiguous { addr, size } => {
                 if total == 0 || *addr == UNDEF {
+                    // Never written: fill values (zeros), as large as the file could plausibly describe.
+                    if total > (self.file.len() as u64).saturating_mul(1100) {
+                        return Err(err(format!("unwritten dataset of {total} bytes in a {}-byte file", self.file.len())));
+                    }
                     return Ok(vec![0; total as usize]);
                 }
                 if *size < total {
@@ -367,7 +371,7 @@ fn size_of_elem(t: &Datatype) -> u64 {
 }
 
 fn unshuffle(data: &[u8], es: usize) -> Vec<u8> {
-    if es <= 1 {
+    if es <= 1 || es > data.len() {
         return data.to_vec();
     }
     let n = data.len() / es;

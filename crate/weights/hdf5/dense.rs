@@ -183,15 +183,15 @@ impl Heap {
         c.skip(1 + f.so + self.off_size)?;
         let mut row_start = 0u64;
         for r in 0..self.rows.min(max_direct_rows) {
-            let size = if r < 2 { self.start } else { self.start << (r - 1) };
-            let row_len = size * self.width;
-            if off < row_start + row_len {
+            let size = if r < 2 { self.start } else { self.start.checked_shl((r - 1) as u32).unwrap_or(u64::MAX) };
+            let row_len = size.saturating_mul(self.width);
+            if off < row_start.saturating_add(row_len) {
                 let col = (off - row_start) / size;
                 c.skip(((r * self.width + col) as usize) * f.so)?;
                 let addr = f.offset(&mut c)?;
                 return Ok((addr, row_start + col * size, size));
             }
-            row_start += row_len;
+            row_start = row_start.saturating_add(row_len);
         }
         Err(err(format!("fractal heap offset {off} lies in a nested indirect block (heaps that large are not supported)")))
     }

@@ -171,6 +171,7 @@ impl<'a> File<'a> {
                 c.skip(so)?; // superblock extension
                 eof = c.uint(so)?;
                 root = c.uint(so)?;
+                verify(c.data, c.pos, "superblock")?;
             }
             v => return Err(err(format!("superblock version {v} is not supported (0–3 are)"))),
         }
@@ -245,6 +246,8 @@ impl<'a> File<'a> {
             let size = c.uint(1 << (flags & 3))?;
             let start = addr + c.pos as u64;
             let body = self.slice(start, size, "object header")?;
+            let whole = self.slice(addr, c.pos as u64 + size + 4, "object header")?;
+            verify(whole, whole.len() - 4, "object header")?;
             self.messages_v2(body, flags, &mut messages, &mut blocks)?;
         } else {
             let version = c.u8()?;
@@ -272,6 +275,7 @@ impl<'a> File<'a> {
                 if !block.starts_with(b"OCHK") || block.len() < 8 {
                     return Err(err(format!("object header continuation at {at} lacks its OCHK signature")));
                 }
+                verify(block, block.len() - 4, "object header continuation")?;
                 self.messages_v2(&block[4..block.len() - 4], flags, &mut messages, &mut blocks)?;
             } else {
                 messages_v1(block, &mut messages, &mut blocks, self)?;
@@ -623,6 +627,63 @@ impl<'a> File<'a> {
         let obj = self.object(addr)?;
         Dataset::from_object(self, &obj)
     }
+}
+
+/// Bob Jenkins's lookup3 `hashlittle` (initval 0): the checksum of HDF5's
+/// version-2 structures (superblock v2/3, OHDR, OCHK).
+pub fn lookup3(data: &[u8]) -> u32 {
+    let mut a = 0xdead_beefu32.wrapping_add(data.len() as u32);
+    let (mut b, mut c) = (a, a);
+    let word = |k: &[u8], i: usize| -> u32 {
+        let mut w = [0u8; 4];
+        for (j, x) in w.iter_mut().enumerate() {
+            *x = k.get(i + j).copied().unwrap_or(0);
+        }
+        u32::from_le_bytes(w)
+    };
+    let mut k = data;
+    while k.len() > 12 {
+        a = a.wrapping_add(word(k, 0));
+        b = b.wrapping_add(word(k, 4));
+        c = c.wrapping_add(word(k, 8));
+        a = a.wrapping_sub(c) ^ c.rotate_left(4);
+        c = c.wrapping_add(b);
+        b = b.wrapping_sub(a) ^ a.rotate_left(6);
+        a = a.wrapping_add(c);
+        c = c.wrapping_sub(b) ^ b.rotate_left(8);
+        b = b.wrapping_add(a);
+        a = a.wrapping_sub(c) ^ c.rotate_left(16);
+        c = c.wrapping_add(b);
+        b = b.wrapping_sub(a) ^ a.rotate_left(19);
+        a = a.wrapping_add(c);
+        c = c.wrapping_sub(b) ^ b.rotate_left(4);
+        b = b.wrapping_add(a);
+        k = &k[12..];
+    }
+    if k.is_empty() {
+        return c;
+    }
+    a = a.wrapping_add(word(k, 0));
+    b = b.wrapping_add(word(k, 4));
+    c = c.wrapping_add(word(k, 8));
+    c = (c ^ b).wrapping_sub(b.rotate_left(14));
+    a = (a ^ c).wrapping_sub(c.rotate_left(11));
+    b = (b ^ a).wrapping_sub(a.rotate_left(25));
+    c = (c ^ b).wrapping_sub(b.rotate_left(16));
+    a = (a ^ c).wrapping_sub(c.rotate_left(4));
+    b = (b ^ a).wrapping_sub(a.rotate_left(14));
+    (c ^ b).wrapping_sub(b.rotate_left(24))
+}
+
+/// Check the lookup3 checksum that follows `covered` bytes at the start of `block`.
+pub(crate) fn verify(block: &[u8], covered: usize, what: &str) -> Result<()> {
+    let stored = block.get(covered..covered + 4).ok_or_else(|| err(format!("{what} is truncated before its checksum")))?;
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let got = lookup3(&block[..covered]);
+    if stored != got {
+        return Err(err(format!("{what} checksum mismatch (stored {stored:08x}, computed {got:08x}): the file is corrupt")));
+    }
+    Ok(())
 }
 
 fn check_sizes(so: usize, sl: usize) -> Result<()> {
