@@ -373,7 +373,7 @@ fn exercise(bytes: &[u8]) -> bool {
     };
     if let Ok(f) = File::parse(bytes) {
         if let Ok(root) = f.object(f.root()) {
-            let _ = f.attributes(&root).map(|a| a.iter().map(|a| f.strings(a).is_ok()).count());
+            let _ = f.attributes(&root).map(|a| a.iter().filter(|a| f.strings(a).is_ok()).count());
             if let Ok(links) = f.links(&root) {
                 for (_, l) in links.into_iter().take(8) {
                     if let Link::Hard(a) = l {

@@ -133,7 +133,7 @@ impl<'a> File<'a> {
     /// Find and read the superblock (at 0, 512, 1024, 2048, …).
     pub fn parse(data: &'a [u8]) -> Result<File<'a>> {
         let mut at = 0usize;
-        while !data.get(at..at + 8).is_some_and(|m| m == MAGIC) {
+        while data.get(at..at + 8).is_none_or(|m| m != MAGIC) {
             at = if at == 0 { 512 } else { at * 2 };
             if at + 8 > data.len() {
                 return Err(err("no HDF5 signature (\\x89HDF\\r\\n\\x1a\\n) at byte 0, 512, 1024, …: not an HDF5 file"));
@@ -332,7 +332,7 @@ impl<'a> File<'a> {
             let index = self.offset(&mut c)?;
             if heap != UNDEF {
                 for record in super::dense::records(self, heap, index, "links")? {
-                    out.push(self.link(&record)?);
+                    out.push(self.link(record)?);
                 }
             }
         }
