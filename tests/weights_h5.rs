@@ -27,6 +27,7 @@ const FULL: &[u8] = include_bytes!("fixtures/h5/keras-vgg16-full-notop.h5");
 const VGGFACE: &[u8] = include_bytes!("fixtures/h5/vggface-vgg16.h5");
 const RESNET: &[u8] = include_bytes!("fixtures/h5/resnet-like.h5");
 const TYPES: &[u8] = include_bytes!("fixtures/h5/types.h5");
+const KERAS3: &[u8] = include_bytes!("fixtures/h5/keras3-vgg16-notop.weights.h5");
 const MANIFEST: &str = include_str!("fixtures/h5/h5-manifest.txt");
 
 /// Widths of the narrow VGG16 (also in tools/h5_fixtures.py).
@@ -42,6 +43,7 @@ fn fixture(name: &str) -> &'static [u8] {
         "vggface-vgg16.h5" => VGGFACE,
         "resnet-like.h5" => RESNET,
         "types.h5" => TYPES,
+        "keras3-vgg16-notop.weights.h5" => KERAS3,
         other => panic!("unknown fixture {other}"),
     }
 }
@@ -194,8 +196,18 @@ fn vggface_names_nested_relu_groups_small_fc8() {
 }
 
 test! {
+fn keras3_weights_h5_layout() {
+    let mapped = check_fixture("keras3-vgg16-notop.weights.h5", Flavor::Keras, false);
+    check_narrow_shapes(&mapped, false);
+    let layers = hdf5::read_keras_layers(KERAS3).unwrap();
+    assert_eq!(layers.len(), 13);
+    assert_eq!((layers[0].weights[0].0.as_str(), layers[0].weights[1].0.as_str()), ("0", "1"));
+}
+}
+
+test! {
 fn narrow_network_is_refused_by_the_vgg16_loader() {
-    for bytes in [TOP, NOTOP_MODEL, LATEST, VGGFACE] {
+    for bytes in [TOP, NOTOP_MODEL, LATEST, VGGFACE, KERAS3] {
         match hdf5::convert_keras_h5(bytes).unwrap_err() {
             WeightsError::Shape { tensor, expected, got } => {
                 assert_eq!(tensor, "conv1_1.weight");
@@ -347,7 +359,7 @@ fn datatypes_layouts_and_attributes() {
 
 // ------------------------------------------------------------ bad input --
 
-const ALL: [&[u8]; 7] = [TOP, NOTOP_MODEL, LATEST, FULL, VGGFACE, RESNET, TYPES];
+const ALL: [&[u8]; 8] = [TOP, NOTOP_MODEL, LATEST, FULL, VGGFACE, RESNET, TYPES, KERAS3];
 
 struct Rng(u64);
 

@@ -164,7 +164,22 @@ def main():
                 ds_opts=lambda i, part: {"chunks": full[i][0 if part == "kernel" else 1].shape, "compression": "gzip",
                                          "compression_opts": 9})
 
-    # 7. Datatypes, layouts and attributes the reader supports (and some it refuses).
+    # 7. The Keras 3 `.weights.h5` layout (layers/<name>/vars/0 kernel, 1 bias), trunk only.
+    fname = "keras3-vgg16-notop.weights.h5"
+    with h5py.File(os.path.join(OUT, fname), "w") as f:
+        f.attrs["keras_version"] = "3.3.3"
+        layers = f.create_group("layers")
+        for name, wi in keras_notop:
+            g = layers.create_group(name).create_group("vars")
+            if wi is None:
+                continue
+            for j, arr in enumerate(weights(7, NARROW, None)[wi]):
+                g.create_dataset(str(j), data=arr)
+                record(fname, f"layers/{name}/vars/{j}", f"{OURS[wi]}.{'weight' if j == 0 else 'bias'}", arr)
+        f.create_group("optimizer").create_group("vars")
+        f.create_group("vars")
+
+    # 8. Datatypes, layouts and attributes the reader supports (and some it refuses).
     fname = "types.h5"
     with h5py.File(os.path.join(OUT, fname), "w") as f:
         v = (np.arange(24, dtype=np.float64).reshape(2, 3, 4) - 11.5) / 3
@@ -201,7 +216,7 @@ def main():
             m.write(line + "\n")
         m.write("# sha256 of each fixture\n")
         for fn in sorted(os.listdir(OUT)):
-            if fn.endswith(".h5"):
+            if fn.endswith(".h5"):  # also .weights.h5
                 with open(os.path.join(OUT, fn), "rb") as fh:
                     m.write(f"# {fn} {hashlib.sha256(fh.read()).hexdigest()}\n")
 
