@@ -422,6 +422,23 @@ fn every_truncation_is_an_error() {
 }
 
 test! {
+fn integer_weights_are_named() {
+    // Turn the first float32 datatype message (block1_conv1's kernel) into int32.
+    let f32_le = [0x11, 0x20, 0x1f, 0x00, 0x04, 0x00, 0x00, 0x00];
+    let at = TOP.windows(8).position(|w| w == f32_le).expect("a float32 datatype message");
+    let mut bad = TOP.to_vec();
+    bad[at..at + 4].copy_from_slice(&[0x10, 0x08, 0x00, 0x00]);
+    match hdf5::read_keras_layers(&bad).unwrap_err() {
+        WeightsError::Tensor { tensor, message } => {
+            assert!(tensor.starts_with("block1_conv1/"), "{tensor}");
+            assert!(message.contains("int32"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+}
+
+test! {
 fn wrong_magic_and_garbage() {
     let e = err_of(hdf5::convert_keras_h5(b"not an hdf5 file at all, just text"));
     assert!(e.contains("not an HDF5 file"), "{e}");
