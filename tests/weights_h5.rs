@@ -498,7 +498,12 @@ test! {
 fn random_mutation_fuzz() {
     let mut rng = Rng(0xdead_beef_cafe_f00d);
     let mut accepted = 0;
-    for round in 0..2000 {
+    // FEATVIS_H5_FUZZ_ROUNDS=N runs a longer fuzz natively.
+    #[cfg(not(target_arch = "wasm32"))]
+    let rounds = std::env::var("FEATVIS_H5_FUZZ_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2000);
+    #[cfg(target_arch = "wasm32")]
+    let rounds = 2000;
+    for round in 0..rounds {
         let src = ALL[round % ALL.len()];
         if src.len() == FULL.len() && round % 50 != 3 {
             continue; // the big file decompresses 59 MB per run
