@@ -239,3 +239,14 @@ fn bad_input_is_a_one_line_error_and_writes_nothing() {
     assert_eq!(std::fs::read(&out).unwrap(), b"keep");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--help` after any command prints the usage and succeeds (no GPU, no weights).
+#[test]
+fn help_after_a_command() {
+    for cmd in ["render", "bench", "info", "convert", "fetch-weights"] {
+        let out = featvis(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("featvis render") && text.contains("featvis convert"), "{cmd} --help: {text}");
+    }
+}

@@ -40,6 +40,11 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `featvis render --help` (any command): the usage, not an "unknown option" error.
+    if argv.iter().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{HEAD}{}{USAGE}", render::USAGE);
+        return ExitCode::SUCCESS;
+    }
     let result = match argv.first().map(String::as_str) {
         Some("bench") => bench::main(&argv[1..]),
         Some("render") => render::main(&argv[1..]),
