@@ -14,19 +14,12 @@
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[macro_use]
 mod weights_common;
 
 use featvis::weights::convert::{self, Format};
 use featvis::weights::{onnx, safetensors, NamedTensor, Preprocessing, WeightsFile};
 use weights_common::*;
-
-macro_rules! test {
-    (fn $name:ident() $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
 
 const OTHER_ARCH_H5: &[u8] = include_bytes!("fixtures/weights/other-arch.h5");
 

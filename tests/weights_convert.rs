@@ -6,6 +6,7 @@
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[macro_use]
 mod weights_common;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -14,14 +15,6 @@ use featvis::weights::convert::{self, Format};
 use featvis::weights::safetensors::{self, Dtype, TensorOut};
 use featvis::weights::{thousands, LoadSummary, Preprocessing};
 use weights_common::*;
-
-macro_rules! test {
-    (fn $name:ident() $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
 
 const NARROW_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16.pth");
 const NARROW_TIMM: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-timm.safetensors");

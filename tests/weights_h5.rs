@@ -8,17 +8,14 @@
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[macro_use]
+mod weights_common;
+
+use weights_common::{Rng, NARROW, NARROW_FC};
+
 use featvis::model::CONVS;
 use featvis::weights::hdf5::{self, file::Link, Datatype, File, Flavor, KerasLayer};
 use featvis::weights::{convert, NamedTensor, Preprocessing, WeightsError, WeightsFile};
-
-macro_rules! test {
-    (fn $name:ident() $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
 
 const TOP: &[u8] = include_bytes!("fixtures/h5/keras-vgg16-top.h5");
 const NOTOP_MODEL: &[u8] = include_bytes!("fixtures/h5/keras-vgg16-notop-model.h5");
@@ -29,10 +26,6 @@ const RESNET: &[u8] = include_bytes!("fixtures/h5/resnet-like.h5");
 const TYPES: &[u8] = include_bytes!("fixtures/h5/types.h5");
 const KERAS3: &[u8] = include_bytes!("fixtures/h5/keras3-vgg16-notop.weights.h5");
 const MANIFEST: &str = include_str!("fixtures/h5/h5-manifest.txt");
-
-/// Widths of the narrow VGG16 (also in tools/h5_fixtures.py).
-const NARROW: [usize; 13] = [4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8];
-const NARROW_FC: [usize; 3] = [16, 16, 10];
 
 fn fixture(name: &str) -> &'static [u8] {
     match name {
@@ -360,17 +353,6 @@ fn datatypes_layouts_and_attributes() {
 // ------------------------------------------------------------ bad input --
 
 const ALL: [&[u8]; 8] = [TOP, NOTOP_MODEL, LATEST, FULL, VGGFACE, RESNET, TYPES, KERAS3];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Parse as far as the Keras converter and the generic reader go; never panic.
 fn exercise(bytes: &[u8]) -> bool {

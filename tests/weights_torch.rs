@@ -8,18 +8,15 @@
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[macro_use]
+mod weights_common;
+
+use weights_common::{Rng, NARROW, NARROW_FC};
+
 use featvis::model::CONVS;
 use featvis::weights::safetensors::{self, Dtype, TensorOut};
 use featvis::weights::torch::{self, pickle, zip, RawTensor, FEATURE_INDICES};
 use featvis::weights::{convert, NamedTensor, Preprocessing, WeightsError, WeightsFile};
-
-macro_rules! test {
-    (fn $name:ident() $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
 
 const PY_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16.pth");
 const PY_TORCHVISION_ST: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-torchvision.safetensors");
@@ -28,29 +25,6 @@ const PY_LEGACY: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-legacy.pth"
 const PY_LEGACY_03: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-legacy-0.3.pth");
 const PY_TIMM_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16-timm.pth");
 const PY_MANIFEST: &str = include_str!("fixtures/torch/torch-manifest.txt");
-
-/// Widths of the narrow VGG16 (also in tools/torch_fixtures.py).
-const NARROW: [usize; 13] = [4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8];
-const NARROW_FC: [usize; 3] = [16, 16, 10];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-}
 
 /// A torchvision-layout state dict with the given conv widths (and head when given).
 fn state_dict(seed: u64, widths: &[usize; 13], fc: Option<[usize; 3]>) -> Vec<RawTensor> {

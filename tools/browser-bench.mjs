@@ -2,22 +2,13 @@
 // the built page and prints its JSON report; with --screenshot FILE also
 // saves a picture of the page.
 //   node tools/browser-bench.mjs [--size 64] [--batch 1] [--layers conv1_2,conv3_2] [--schedule register:4,4,64]
-import { chromium } from "playwright-core";
+import { launchChromium, parseArgs } from "./browser.mjs";
 import { serve } from "./serve.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = parseArgs();
 const server = await serve(0);
 const port = server.address().port;
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: [
-    "--enable-unsafe-webgpu", "--no-sandbox", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-gpu-watchdog", "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
   page.on("console", (m) => console.error(`[page] ${m.text()}`));

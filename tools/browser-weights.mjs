@@ -8,23 +8,14 @@
 // report and screenshots the first load.
 //   node tools/browser-weights.mjs [--screenshot www/img/weights-page.png]
 // Needs www/pkg (tools/build-web) and www/weights (featvis fetch-weights).
-import { chromium } from "playwright-core";
+import { launchChromium, parseArgs } from "./browser.mjs";
 import { serve } from "./serve.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = parseArgs();
 const screenshot = args.screenshot ?? "www/img/weights-page.png";
 const server = await serve(0);
 const port = server.address().port;
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: [
-    "--enable-unsafe-webgpu", "--no-sandbox", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-gpu-watchdog", "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launchChromium();
 
 // One page load; `block` lists weights files made unreachable. Returns what
 // the page reports and the bytes of each weights response.

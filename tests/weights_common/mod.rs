@@ -1,5 +1,5 @@
-//! Shared by the weights tests (weights_bad, fuzz_weights, weights_cli,
-//! weights_parity): a seeded generator, valid files to start from (made
+//! Shared by the weights tests (weights_bad, weights_convert, weights_h5,
+//! weights_torch, fuzz_weights, weights_cli, weights_parity): a seeded generator, valid files to start from (made
 //! here, no fixtures), a protobuf encoder for ONNX models like the default
 //! one, and safetensors header surgery.
 #![allow(dead_code)]
@@ -8,6 +8,21 @@ use std::sync::OnceLock;
 
 use featvis::model::{Vgg16Weights, CONVS};
 use featvis::weights::{Preprocessing, WeightsFile};
+
+/// A CPU test in both lanes: `#[test]` natively, wasm_bindgen_test in the browser.
+#[macro_export]
+macro_rules! test {
+    (fn $name:ident() $body:block) => {
+        #[cfg_attr(not(target_arch = "wasm32"), test)]
+        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+        fn $name() $body
+    };
+}
+
+/// Widths of the narrow VGG16 the converter fixtures use (also in
+/// tools/h5_fixtures.py and tools/torch_fixtures.py).
+pub const NARROW: [usize; 13] = [4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8];
+pub const NARROW_FC: [usize; 3] = [16, 16, 10];
 
 /// xorshift64: the same sequence natively and in wasm.
 pub struct Rng(pub u64);
@@ -18,6 +33,15 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
     }
 
     /// Uniform in 0..n (0 when n is 0).
