@@ -238,14 +238,7 @@ impl WeightsFile {
     pub fn from_tensors(tensors: Vec<NamedTensor>, preprocessing: Preprocessing, source: &str, license: &str) -> Result<WeightsFile> {
         let mut by_name: std::collections::BTreeMap<String, NamedTensor> = std::collections::BTreeMap::new();
         for t in tensors {
-            let known = t
-                .name
-                .split_once('.')
-                .filter(|(layer, part)| {
-                    (*part == "weight" || *part == "bias") && (CONVS.iter().any(|c| c.0 == *layer) || FC_NAMES.contains(layer))
-                })
-                .is_some();
-            if !known {
+            if !is_vgg16_tensor(&t.name) {
                 return Err(WeightsError::Unexpected(t.name));
             }
             let n: usize = t.shape.iter().product();
@@ -270,37 +263,9 @@ impl WeightsFile {
             }
             Ok(t.values)
         }
-        let mut convs = Vec::with_capacity(CONVS.len());
-        for &(name, cin, cout) in &CONVS {
-            convs.push(crate::model::ConvTensor {
-                w_hwio: take(&mut by_name, format!("{name}.weight"), vec![3, 3, cin, cout])?,
-                bias: take(&mut by_name, format!("{name}.bias"), vec![cout])?,
-            });
-        }
-        let mut fcs = Vec::new();
-        if !by_name.is_empty() {
-            let present: Vec<bool> = FC_NAMES.iter().map(|n| by_name.contains_key(&format!("{n}.weight")) || by_name.contains_key(&format!("{n}.bias"))).collect();
-            if let Some(i) = present.iter().position(|&p| !p) {
-                return Err(WeightsError::PartialHead(format!("{} is missing", FC_NAMES[i])));
-            }
-            let classes = match by_name.get("fc8.weight").map(|t| t.shape.as_slice()) {
-                Some(&[4096, k]) if k > 0 => k,
-                Some(other) => {
-                    return Err(WeightsError::Shape { tensor: "fc8.weight".into(), expected: vec![4096, 1000], got: other.to_vec() })
-                }
-                None => return Err(WeightsError::Missing("fc8.weight".into())),
-            };
-            for (i, (inputs, outputs)) in [(FC6_INPUTS, 4096), (4096, 4096), (4096, classes)].into_iter().enumerate() {
-                let n = FC_NAMES[i];
-                fcs.push(FcTensor {
-                    inputs,
-                    outputs,
-                    w_io: take(&mut by_name, format!("{n}.weight"), vec![inputs, outputs])?,
-                    bias: take(&mut by_name, format!("{n}.bias"), vec![outputs])?,
-                });
-            }
-        }
-        let weights = Vgg16Weights { convs, fcs };
+        let head = FC_NAMES.map(|n| by_name.contains_key(&format!("{n}.weight")) || by_name.contains_key(&format!("{n}.bias")));
+        let fc8_shape = by_name.get("fc8.weight").map(|t| t.shape.clone());
+        let weights = assemble(head, fc8_shape.as_deref(), |name, expected| take(&mut by_name, name, expected))?;
         weights.validate()?;
         Ok(WeightsFile { weights, preprocessing, source: source.to_string(), license: license.to_string() })
     }
@@ -342,18 +307,8 @@ impl WeightsFile {
 
         // Every tensor must be one we know.
         let has = |n: &str| st.tensor(n).is_some();
-        for t in &st.tensors {
-            let known = t
-                .name
-                .split_once('.')
-                .filter(|(layer, part)| {
-                    (*part == "weight" || *part == "bias")
-                        && (CONVS.iter().any(|c| c.0 == *layer) || FC_NAMES.contains(layer))
-                })
-                .is_some();
-            if !known {
-                return Err(WeightsError::Unexpected(t.name.clone()));
-            }
+        if let Some(t) = st.tensors.iter().find(|t| !is_vgg16_tensor(&t.name)) {
+            return Err(WeightsError::Unexpected(t.name.clone()));
         }
         let get = |name: String, expected: Vec<usize>| -> Result<Vec<f32>> {
             let t = st.tensor(&name).ok_or_else(|| WeightsError::Missing(name.clone()))?;
@@ -362,37 +317,8 @@ impl WeightsFile {
             }
             t.to_f32()
         };
-        let mut convs = Vec::with_capacity(CONVS.len());
-        for &(name, cin, cout) in &CONVS {
-            convs.push(crate::model::ConvTensor {
-                w_hwio: get(format!("{name}.weight"), vec![3, 3, cin, cout])?,
-                bias: get(format!("{name}.bias"), vec![cout])?,
-            });
-        }
-        let fc_present: Vec<bool> = FC_NAMES.iter().map(|n| has(&format!("{n}.weight")) || has(&format!("{n}.bias"))).collect();
-        let mut fcs = Vec::new();
-        if fc_present.iter().any(|&p| p) {
-            if let Some(i) = fc_present.iter().position(|&p| !p) {
-                return Err(WeightsError::PartialHead(format!("{} is missing", FC_NAMES[i])));
-            }
-            let classes = match st.tensor("fc8.weight").map(|t| t.shape.as_slice()) {
-                Some(&[4096, k]) if k > 0 => k,
-                Some(other) => {
-                    return Err(WeightsError::Shape { tensor: "fc8.weight".into(), expected: vec![4096, 1000], got: other.to_vec() })
-                }
-                None => return Err(WeightsError::Missing("fc8.weight".into())),
-            };
-            for (i, (inputs, outputs)) in [(FC6_INPUTS, 4096), (4096, 4096), (4096, classes)].into_iter().enumerate() {
-                let n = FC_NAMES[i];
-                fcs.push(FcTensor {
-                    inputs,
-                    outputs,
-                    w_io: get(format!("{n}.weight"), vec![inputs, outputs])?,
-                    bias: get(format!("{n}.bias"), vec![outputs])?,
-                });
-            }
-        }
-        let weights = Vgg16Weights { convs, fcs };
+        let head = FC_NAMES.map(|n| has(&format!("{n}.weight")) || has(&format!("{n}.bias")));
+        let weights = assemble(head, st.tensor("fc8.weight").map(|t| t.shape.as_slice()), get)?;
         let file = WeightsFile {
             weights,
             preprocessing: Preprocessing { channel_order_bgr, scale, mean, std },
@@ -528,4 +454,51 @@ impl LoadSummary {
             q(&self.text())
         )
     }
+}
+
+/// `layer.weight` or `layer.bias` of one of VGG16's conv or fc layers.
+fn is_vgg16_tensor(name: &str) -> bool {
+    name.split_once('.')
+        .is_some_and(|(layer, part)| (part == "weight" || part == "bias") && (CONVS.iter().any(|c| c.0 == layer) || FC_NAMES.contains(&layer)))
+}
+
+/// VGG16 from a source of checked tensors: `get(name, expected shape)` gives
+/// a tensor's values or the error naming it; `head` says which of fc6–fc8
+/// the source has (all or none), `fc8_shape` fc8's weight shape, which sets
+/// the number of classes.
+fn assemble(
+    head: [bool; 3],
+    fc8_shape: Option<&[usize]>,
+    mut get: impl FnMut(String, Vec<usize>) -> Result<Vec<f32>>,
+) -> Result<Vgg16Weights> {
+    let mut convs = Vec::with_capacity(CONVS.len());
+    for &(name, cin, cout) in &CONVS {
+        convs.push(crate::model::ConvTensor {
+            w_hwio: get(format!("{name}.weight"), vec![3, 3, cin, cout])?,
+            bias: get(format!("{name}.bias"), vec![cout])?,
+        });
+    }
+    let mut fcs = Vec::new();
+    if head.iter().any(|&p| p) {
+        if let Some(i) = head.iter().position(|&p| !p) {
+            return Err(WeightsError::PartialHead(format!("{} is missing", FC_NAMES[i])));
+        }
+        let classes = match fc8_shape {
+            Some(&[4096, k]) if k > 0 => k,
+            Some(other) => {
+                return Err(WeightsError::Shape { tensor: "fc8.weight".into(), expected: vec![4096, 1000], got: other.to_vec() })
+            }
+            None => return Err(WeightsError::Missing("fc8.weight".into())),
+        };
+        for (i, (inputs, outputs)) in [(FC6_INPUTS, 4096), (4096, 4096), (4096, classes)].into_iter().enumerate() {
+            let n = FC_NAMES[i];
+            fcs.push(FcTensor {
+                inputs,
+                outputs,
+                w_io: get(format!("{n}.weight"), vec![inputs, outputs])?,
+                bias: get(format!("{n}.bias"), vec![outputs])?,
+            });
+        }
+    }
+    Ok(Vgg16Weights { convs, fcs })
 }
