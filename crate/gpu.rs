@@ -292,12 +292,12 @@ impl Gpu {
 
     /// Largest buffer we may bind as one storage binding.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Check that a storage buffer of `bytes` fits this device.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
-        let storage = self.limits.max_storage_buffer_binding_size as u64;
+        let storage = self.limits.max_storage_buffer_binding_size;
         if bytes > storage {
             return Err(Error::Limit(LimitExceeded {
                 what: what.to_string(),

@@ -139,7 +139,7 @@ pub fn min_size(target: &TargetLayer, has_fc: bool) -> usize {
         .filter(|(_, n)| matches!(n, Node::Pool(_)))
         .count();
     let pools_incl = pools + usize::from(matches!(nodes(has_fc)[target.node].1, Node::Pool(_)));
-    1usize << pools_incl.max(0)
+    1usize << pools_incl
 }
 
 /// Output shape of every node for an input of (B, H, W, 3), up to `last`.

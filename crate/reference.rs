@@ -1,5 +1,7 @@
 //! CPU reference of every kernel: plain Rust, f64 accumulation, unpadded NHWC.
-//! The oracle of the tests; slow and obvious on purpose.
+//! The oracle of the tests; slow and obvious on purpose (index loops that
+//! read like the formulas, the kernels' own argument lists).
+#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
 use crate::ops::Shape;
 

@@ -26,11 +26,11 @@ async fn check_forward(config: ConvConfig, case: (usize, usize, usize, usize, us
     let x = rng.normal_vec(s.pixels() * cin, 1.0);
     let wt = rng.normal_vec(9 * cin * cout, 0.3);
     let bias = rng.normal_vec(cout, 0.5);
-    let weights = conv::ConvWeights::new(&g, "test", cin, cout, &wt, &bias).unwrap();
+    let weights = conv::ConvWeights::new(g, "test", cin, cout, &wt, &bias).unwrap();
     let xin = g.tensor_from("x", &pad_channels(&x, s)).unwrap();
     let so = Shape { channels: cout, ..s };
     let y = g.tensor_filled("y", so.padded_len(), f32::NAN).unwrap();
-    let d = conv::forward(&g, config, &weights, s, &xin, &y, relu).await.unwrap();
+    let d = conv::forward(g, config, &weights, s, &xin, &y, relu).await.unwrap();
     g.run("conv forward test", &[&d]).await.unwrap();
     let got = unpad_channels(&g.read(&y).await.unwrap(), so);
     let xr = if relu { r::relu(&x) } else { x.clone() };
@@ -48,11 +48,11 @@ async fn check_backward(config: ConvConfig, case: (usize, usize, usize, usize, u
     let wt = rng.normal_vec(9 * cin * cout, 0.3);
     let bias = rng.normal_vec(cout, 0.5);
     let mask = rng.normal_vec(s.pixels() * cin, 1.0);
-    let weights = conv::ConvWeights::new(&g, "test", cin, cout, &wt, &bias).unwrap();
+    let weights = conv::ConvWeights::new(g, "test", cin, cout, &wt, &bias).unwrap();
     let dyt = g.tensor_from("dy", &pad_channels(&dy, so)).unwrap();
     let mt = g.tensor_from("mask", &pad_channels(&mask, s)).unwrap();
     let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
-    let d = conv::backward_input(&g, config, &weights, s, &dyt, &dx, masked.then_some(&mt)).await.unwrap();
+    let d = conv::backward_input(g, config, &weights, s, &dyt, &dx, masked.then_some(&mt)).await.unwrap();
     g.run("conv backward test", &[&d]).await.unwrap();
     let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
     let mut want = r::conv3x3_backward_input(&dy, s, &wt, cout);

@@ -84,9 +84,9 @@ gpu_test! {
 gpu_test! {
     async fn network_too_large_for_the_device_is_a_limit_error() {
         let g = common::gpu().await;
-        let model = Vgg16::upload(&g, &Vgg16Weights::random(1, None)).unwrap();
+        let model = Vgg16::upload(g, &Vgg16Weights::random(1, None)).unwrap();
         // conv1_1 output at 1024² × batch 64 is 16 GiB: over every binding limit.
-        let e = Network::new(&g, &model, 64, 1024, 1024, "conv1_1").await.err().expect("must not fit");
+        let e = Network::new(g, &model, 64, 1024, 1024, "conv1_1").await.err().expect("must not fit");
         let msg = e.to_string();
         assert!(matches!(e, Error::Limit(_)), "{msg}");
         assert!(msg.contains("conv1_1") || msg.contains("input"), "{msg}");
@@ -104,16 +104,16 @@ gpu_test! {
         assert!(resolve("conv4_3_pre_relu", false).is_ok());
 
         let g = common::gpu().await;
-        let model = Vgg16::upload(&g, &Vgg16Weights::random(1, None)).unwrap();
-        let e = Network::new(&g, &model, 1, 15, 15, "conv5_3").await.err().expect("15 px cannot reach conv5_3").to_string();
+        let model = Vgg16::upload(g, &Vgg16Weights::random(1, None)).unwrap();
+        let e = Network::new(g, &model, 1, 15, 15, "conv5_3").await.err().expect("15 px cannot reach conv5_3").to_string();
         assert!(e.contains("too small") && e.contains("16x16"), "{e}");
-        assert!(Network::new(&g, &model, 1, 16, 16, "conv5_3").await.is_ok());
-        let e = Network::new(&g, &model, 1, 16, 16, "conv9").await.err().expect("unknown layer");
+        assert!(Network::new(g, &model, 1, 16, 16, "conv5_3").await.is_ok());
+        let e = Network::new(g, &model, 1, 16, 16, "conv9").await.err().expect("unknown layer");
         assert!(matches!(e, Error::UnknownLayer { .. }), "{e}");
 
-        let net = Network::new(&g, &model, 2, 16, 16, "conv1_1").await.unwrap();
+        let net = Network::new(g, &model, 2, 16, 16, "conv1_1").await.unwrap();
         use featvis::ops::objective::Target;
-        let e = net.set_objectives(&g, &[(Target::Channel(0), 1.0), (Target::Channel(64), 1.0)]).unwrap_err().to_string();
+        let e = net.set_objectives(g, &[(Target::Channel(0), 1.0), (Target::Channel(64), 1.0)]).unwrap_err().to_string();
         assert!(e.contains("channel 64") && e.contains("0..63"), "{e}");
     }
 }
@@ -123,7 +123,7 @@ gpu_test! {
         let g = common::gpu().await;
         let mut w = Vgg16Weights::random(1, None);
         w.convs[3].bias.pop();
-        let e = Vgg16::upload(&g, &w).err().expect("wrong bias length").to_string();
+        let e = Vgg16::upload(g, &w).err().expect("wrong bias length").to_string();
         assert!(e.contains("conv2_2"), "{e}");
     }
 }

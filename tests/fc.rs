@@ -21,7 +21,7 @@ gpu_test! {
             let bias = rng.normal_vec(n_out, 0.5);
             let dy = rng.normal_vec(b * n_out, 1.0);
             let mask = rng.normal_vec(b * n_in, 1.0);
-            let layer = fc::FcWeights::new(&g, "fc", n_in, n_out, &w, &bias, chunk).unwrap();
+            let layer = fc::FcWeights::new(g, "fc", n_in, n_out, &w, &bias, chunk).unwrap();
             if chunk.is_some() {
                 assert!(layer.chunk_count() > 1, "the test should split the layer");
             }
@@ -37,9 +37,9 @@ gpu_test! {
             let dx = g.tensor_filled("dx", b * n_in, f32::NAN).unwrap();
             let dx2 = g.tensor_filled("dx unmasked", b * n_in, f32::NAN).unwrap();
             let relu = i == 1;
-            let mut ds = fc::forward(&g, &layer, b, &xt, &y, relu).await.unwrap();
-            ds.extend(fc::backward_input(&g, &layer, b, &dyt, &dx, Some(&mt)).await.unwrap());
-            ds.extend(fc::backward_input(&g, &layer, b, &dyt, &dx2, None).await.unwrap());
+            let mut ds = fc::forward(g, &layer, b, &xt, &y, relu).await.unwrap();
+            ds.extend(fc::backward_input(g, &layer, b, &dyt, &dx, Some(&mt)).await.unwrap());
+            ds.extend(fc::backward_input(g, &layer, b, &dyt, &dx2, None).await.unwrap());
             let refs: Vec<_> = ds.iter().collect();
             g.run("fc test", &refs).await.unwrap();
             let yg = g.read(&y).await.unwrap();

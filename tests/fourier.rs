@@ -21,7 +21,7 @@ async fn gpu_image(spec: &[f32], b: usize, h: usize, w: usize, decay: f32) -> Ve
     let st = g.tensor_from("spectrum", spec).unwrap();
     let tmp = g.tensor_filled("tmp", spec.len(), f32::NAN).unwrap();
     let img = g.tensor_filled("img", s.padded_len(), f32::NAN).unwrap();
-    let ds = fourier::forward(&g, s, decay, &st, &tmp, &img).await.unwrap();
+    let ds = fourier::forward(g, s, decay, &st, &tmp, &img).await.unwrap();
     g.run("fourier forward", &ds.iter().collect::<Vec<_>>()).await.unwrap();
     unpad_channels(&g.read(&img).await.unwrap(), s)
 }
@@ -33,7 +33,7 @@ async fn gpu_adjoint(dimg: &[f32], b: usize, h: usize, w: usize, decay: f32) -> 
     let dt = g.tensor_from("dimg", &pad_channels(dimg, s)).unwrap();
     let tmp = g.tensor_filled("tmp", n, f32::NAN).unwrap();
     let ds = g.tensor_filled("dspectrum", n, f32::NAN).unwrap();
-    let d = fourier::backward(&g, s, decay, &dt, &tmp, &ds).await.unwrap();
+    let d = fourier::backward(g, s, decay, &dt, &tmp, &ds).await.unwrap();
     g.run("fourier backward", &d.iter().collect::<Vec<_>>()).await.unwrap();
     g.read(&ds).await.unwrap()
 }
@@ -96,7 +96,7 @@ gpu_test! {
         }
         // Nyquist column (kx = 3) of channel 1: (−1)^x, its imaginary part ignored too.
         let mut spec = vec![0.0f32; spectrum_len(1, h, w)];
-        let i = ((h + 0) * fw + 3) * 2; // c = 1, ky = 0, kx = 3
+        let i = (h * fw + 3) * 2; // c = 1, ky = 0, kx = 3
         spec[i] = 1.0;
         spec[i + 1] = -2.0;
         let img = gpu_image(&spec, 1, h, w, 1.0).await;

@@ -31,8 +31,8 @@ gpu_test! {
                 let img = g.tensor_filled("img", s.padded_len(), f32::NAN).unwrap();
                 let dimg_t = g.tensor_from("dimg", &pad_channels(&dimg, s)).unwrap();
                 let dt = g.tensor_filled("dt", s.padded_len(), f32::NAN).unwrap();
-                let f = image::color_forward(&g, s, decorrelate, &tt, &img).await.unwrap();
-                let bw = image::color_backward(&g, s, decorrelate, &dimg_t, &img, &dt).await.unwrap();
+                let f = image::color_forward(g, s, decorrelate, &tt, &img).await.unwrap();
+                let bw = image::color_backward(g, s, decorrelate, &dimg_t, &img, &dt).await.unwrap();
                 g.run("color test", &[&f, &bw]).await.unwrap();
                 let want_img = r::color_sigmoid_forward(&t, decorrelate);
                 let got_img = unpad_channels(&g.read(&img).await.unwrap(), s);
@@ -61,9 +61,9 @@ gpu_test! {
                 let linear = Preprocess { mean: [0.0; 3], ..pre };
                 let xl = g.tensor_filled("x linear", s.padded_len(), f32::NAN).unwrap();
                 let ds = [
-                    image::preprocess_forward(&g, s, &pre, &it, &x).await.unwrap(),
-                    image::preprocess_forward(&g, s, &linear, &it, &xl).await.unwrap(),
-                    image::preprocess_backward(&g, s, &pre, &dxt, &di).await.unwrap(),
+                    image::preprocess_forward(g, s, &pre, &it, &x).await.unwrap(),
+                    image::preprocess_forward(g, s, &linear, &it, &xl).await.unwrap(),
+                    image::preprocess_backward(g, s, &pre, &dxt, &di).await.unwrap(),
                 ];
                 g.run("preprocess test", &ds.iter().collect::<Vec<_>>()).await.unwrap();
                 let got_x = unpad_channels(&g.read(&x).await.unwrap(), s);
@@ -90,12 +90,12 @@ gpu_test! {
         let m = g.tensor("m", n).unwrap();
         let v = g.tensor("v", n).unwrap();
         let opt = Adam::default();
-        let step = AdamStep::new(&g, opt, &grad, &param, &m, &v).await.unwrap();
+        let step = AdamStep::new(g, opt, &grad, &param, &m, &v).await.unwrap();
         let mut pr: Vec<f64> = p0.iter().map(|x| *x as f64).collect();
         let (mut mr, mut vr) = (vec![0.0; n], vec![0.0; n]);
         for (t, gr) in grads.iter().enumerate() {
             g.write(&grad, gr).unwrap();
-            step.set_step(&g, t as u32 + 1);
+            step.set_step(g, t as u32 + 1);
             g.run("adam", &[&step.dispatch]).await.unwrap();
             adam::reference_step(&opt, t as u32 + 1, gr, &mut pr, &mut mr, &mut vr);
         }

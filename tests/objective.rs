@@ -52,8 +52,8 @@ gpu_test! {
             let (specs, vectors, per_image) = specs_for(s);
             let plan = layer_plan(s, specs.clone(), vectors.clone(), per_image, None);
             let want = r::plan_objective(&plan, &[(s, z.clone())]);
-            let st = Specs::new(&g, "test", specs.len(), vectors.len()).unwrap();
-            st.write(&g, &specs, &vectors).unwrap();
+            let st = Specs::new(g, "test", specs.len(), vectors.len()).unwrap();
+            st.write(g, &specs, &vectors).unwrap();
             let zt = g.tensor_from("z", &pad_channels(&z, s)).unwrap();
             let prior = rng.normal_vec(z.len(), 1.0);
             let mask = |v: &[f32]| r::relu_backward(v, &z);
@@ -72,7 +72,7 @@ gpu_test! {
                 } else {
                     g.tensor_filled("seed", s.padded_len(), f32::NAN).unwrap()
                 };
-                let d = obj::seed(&g, s, &st, &zt, &out, phase, accumulate).await.unwrap();
+                let d = obj::seed(g, s, &st, &zt, &out, phase, accumulate).await.unwrap();
                 g.run("objective seed", &[&d]).await.unwrap();
                 let got = g.read(&out).await.unwrap();
                 common::assert_close(&format!("seed {s} {phase:?} accumulate={accumulate}"), &unpad_channels(&got, s), &expect, 1e-5);
@@ -83,7 +83,7 @@ gpu_test! {
             }
             let offset = 2;
             let values = g.tensor_filled("values", (offset + specs.len() * 3) * 4, f32::NAN).unwrap();
-            let d = obj::value(&g, s, &st, &zt, &values, offset).await.unwrap();
+            let d = obj::value(g, s, &st, &zt, &values, offset).await.unwrap();
             g.run("objective values", &[&d]).await.unwrap();
             let raw = g.read(&values).await.unwrap();
             let layout = featvis::model::ValueLayout { layers: vec![(offset, plan.layers[0].per_image.clone())], diversity: vec![], image: usize::MAX / 8, slots: 0 };
@@ -112,7 +112,7 @@ gpu_test! {
             let grad = g.tensor_from("gradient", &pad_channels(&prior, s)).unwrap();
             let (value_offset, coef) = (1, 4 * (1 + b));
             let values = g.tensor_filled("values", coef + Diversity::coef_len(b), f32::NAN).unwrap();
-            let d = Diversity::new(&g, s, weight, post, &zt, &grad, &values, value_offset, coef).await.unwrap();
+            let d = Diversity::new(g, s, weight, post, &zt, &grad, &values, value_offset, coef).await.unwrap();
             let masked = post;
             let ds: Vec<_> = d.value.iter().chain(if masked { d.grad.iter() } else { d.grad_unmasked.iter() }).collect();
             g.run("diversity", &ds).await.unwrap();
@@ -153,8 +153,8 @@ gpu_test! {
         let prior = rng.normal_vec(img.len(), 1.0);
         let d = g.tensor_from("gradient", &pad_channels(&prior, s)).unwrap();
         let values = g.tensor_filled("values", (2 + b) * 4, f32::NAN).unwrap();
-        let d1 = obj::regularize_grad(&g, s, &rt, &it, &d).await.unwrap();
-        let d2 = obj::regularize_value(&g, s, &rt, &it, &values, 2).await.unwrap();
+        let d1 = obj::regularize_grad(g, s, &rt, &it, &d).await.unwrap();
+        let d2 = obj::regularize_value(g, s, &rt, &it, &values, 2).await.unwrap();
         g.run("regularizers", &[&d1, &d2]).await.unwrap();
         let got_d = unpad_channels(&g.read(&d).await.unwrap(), s);
         let raw = g.read(&values).await.unwrap();
@@ -187,8 +187,8 @@ gpu_test! {
         let zt = g.tensor_from("z", &pad_channels(&z, s)).unwrap();
         let gt = g.tensor_from("g", &pad_channels(&gr, s)).unwrap();
         let flags = g.tensor_filled("flags", 8 + 3, 1.0).unwrap();
-        let clear = obj::relu_flags_clear(&g, &flags, 11).await.unwrap();
-        let [f, a] = obj::relu_redirect(&g, s, &zt, &flags, 8, &gt).await.unwrap();
+        let clear = obj::relu_flags_clear(g, &flags, 11).await.unwrap();
+        let [f, a] = obj::relu_redirect(g, s, &zt, &flags, 8, &gt).await.unwrap();
         g.run("redirect", &[&clear, &f, &a]).await.unwrap();
         let want = r::relu_redirect(&gr, &z, 3);
         let got = unpad_channels(&g.read(&gt).await.unwrap(), s);

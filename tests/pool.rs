@@ -21,7 +21,7 @@ gpu_test! {
             let so = pool::maxpool_shape(s);
             let xt = g.tensor_from("x", &pad_channels(&x, s)).unwrap();
             let y = g.tensor_filled("y", so.padded_len(), f32::NAN).unwrap();
-            let d = pool::maxpool_forward(&g, "pool", s, &xt, &y).await.unwrap();
+            let d = pool::maxpool_forward(g, "pool", s, &xt, &y).await.unwrap();
             g.run("maxpool forward test", &[&d]).await.unwrap();
             let got = unpad_channels(&g.read(&y).await.unwrap(), so);
             common::assert_close(&format!("maxpool forward {s}"), &got, &r::maxpool_forward(&x, s), 0.0);
@@ -45,7 +45,7 @@ gpu_test! {
             // gradient with respect to the ReLU's output, for the redirected ReLU).
             for mask in [true, false] {
                 let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
-                let d = pool::maxpool_backward(&g, "pool", s, &xt, &dyt, &dx, mask).await.unwrap();
+                let d = pool::maxpool_backward(g, "pool", s, &xt, &dyt, &dx, mask).await.unwrap();
                 g.run("maxpool backward test", &[&d]).await.unwrap();
                 let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
                 let want = r::maxpool_backward(&x, s, &dy, mask);
@@ -70,8 +70,8 @@ gpu_test! {
             let y = g.tensor_filled("y", so.padded_len(), f32::NAN).unwrap();
             let dyt = g.tensor_from("dy", &pad_channels(&dy, so)).unwrap();
             let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
-            let f = pool::adaptive_avgpool_forward(&g, s, oh, ow, &xt, &y).await.unwrap();
-            let bw = pool::adaptive_avgpool_backward(&g, s, oh, ow, &dyt, &dx).await.unwrap();
+            let f = pool::adaptive_avgpool_forward(g, s, oh, ow, &xt, &y).await.unwrap();
+            let bw = pool::adaptive_avgpool_backward(g, s, oh, ow, &dyt, &dx).await.unwrap();
             g.run("adaptive avgpool test", &[&f, &bw]).await.unwrap();
             let got = unpad_channels(&g.read(&y).await.unwrap(), so);
             common::assert_close(&format!("avgpool forward {s}"), &got, &r::adaptive_avgpool_forward(&x, s, oh, ow), 1e-5);

@@ -17,15 +17,15 @@ gpu_test! {
         let g = common::gpu().await;
         let classes = 10;
         let weights = Vgg16Weights::random(11, Some(classes));
-        let model = Vgg16::upload(&g, &weights).unwrap();
+        let model = Vgg16::upload(g, &weights).unwrap();
         assert!(model.fcs[0].chunk_count() > 1, "fc6 should need several bindings on this device");
         let (b, h, w) = (2, 32, 32);
-        let net = Network::new(&g, &model, b, h, w, "fc8").await.unwrap();
+        let net = Network::new(g, &model, b, h, w, "fc8").await.unwrap();
         let mut rng = Rng::new(12);
         let images = rng.normal_vec(b * h * w * 3, 50.0);
-        net.set_input(&g, &images).unwrap();
+        net.set_input(g, &images).unwrap();
         let targets = [(Target::Channel(3), 1.0f32), (Target::Channel(7), 1.0)];
-        net.set_objectives(&g, &targets).unwrap();
+        net.set_objectives(g, &targets).unwrap();
         g.write(&net.grad_input, &vec![f32::NAN; net.grad_input.len]).unwrap();
         g.run("vgg16 head step", &net.step_dispatches()).await.unwrap();
 
@@ -34,7 +34,7 @@ gpu_test! {
         let acts = r::vgg16_forward(&weights, &images, b, h, w, t.node);
         for (a, (s, want)) in net.acts.iter().zip(acts.iter()) {
             assert_eq!(a.shape, *s, "{}", a.name);
-            let got = net.read_activation(&g, &a.name).await.unwrap();
+            let got = net.read_activation(g, &a.name).await.unwrap();
             common::assert_close(&format!("forward {}", a.name), &got, want, 1e-4);
         }
         let (ts, tz) = acts.last().unwrap();
@@ -44,7 +44,7 @@ gpu_test! {
         }
         let want = r::vgg16_backward(&weights, net.input_shape, &acts, &seed);
         assert!(want.iter().any(|v| *v != 0.0));
-        let got = net.read_grad_input(&g).await.unwrap();
+        let got = net.read_grad_input(g).await.unwrap();
         common::assert_close("gradient of the logits to the input", &got, &want, 1e-3);
     }
 }

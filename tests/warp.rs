@@ -14,11 +14,11 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 async fn run(shape: Shape, maps: &[Affine], img: &[f32], adjoint: bool) -> Vec<f32> {
     let g = common::gpu().await;
-    let m = WarpMaps::new(&g, shape.batch).unwrap();
-    m.set(&g, maps).unwrap();
+    let m = WarpMaps::new(g, shape.batch).unwrap();
+    m.set(g, maps).unwrap();
     let src = g.tensor_from("src", &pad_channels(img, shape)).unwrap();
     let dst = g.tensor_filled("dst", shape.padded_len(), f32::NAN).unwrap();
-    let d = if adjoint { warp::adjoint(&g, shape, &m, &src, &dst).await } else { warp::forward(&g, shape, &m, &src, &dst).await }.unwrap();
+    let d = if adjoint { warp::adjoint(g, shape, &m, &src, &dst).await } else { warp::forward(g, shape, &m, &src, &dst).await }.unwrap();
     g.run("warp test", &[&d]).await.unwrap();
     unpad_channels(&g.read(&dst).await.unwrap(), shape)
 }

@@ -59,7 +59,7 @@ pub struct AdamStep {
 
 impl AdamStep {
     pub async fn new(gpu: &Gpu, adam: Adam, grad: &Tensor, param: &Tensor, m: &Tensor, v: &Tensor) -> Result<AdamStep> {
-        if param.len % 4 != 0 {
+        if !param.len.is_multiple_of(4) {
             return Err(Error::Invalid(format!("adam: `{}` holds {} values, not a multiple of 4", param.label, param.len)));
         }
         for (what, t) in [("gradient", grad), ("first moment", m), ("second moment", v)] {

@@ -45,7 +45,7 @@ impl FcWeights {
     /// `max_chunk_bytes` overrides the device's binding limit (tests use it
     /// to exercise the split on small layers).
     pub fn new(gpu: &Gpu, name: &str, inputs: usize, outputs: usize, w_io: &[f32], bias: &[f32], max_chunk_bytes: Option<u64>) -> Result<Self> {
-        if inputs == 0 || outputs == 0 || inputs % 4 != 0 || w_io.len() != inputs * outputs || bias.len() != outputs {
+        if inputs == 0 || outputs == 0 || !inputs.is_multiple_of(4) || w_io.len() != inputs * outputs || bias.len() != outputs {
             return Err(Error::Invalid(format!(
                 "fc `{name}`: {} weights and {} biases for {inputs}→{outputs} (inputs must be a multiple of 4)",
                 w_io.len(),
