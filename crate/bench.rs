@@ -10,7 +10,7 @@ use crate::gpu::{Dispatch, Gpu};
 use crate::model::{Network, Vgg16, Vgg16Weights, CONVS};
 use crate::ops::conv;
 use crate::objective::Objective;
-use crate::ops::image::Preprocess;
+use crate::weights::Preprocessing;
 use crate::ops::objective::Target;
 use crate::pipeline::{Pipeline, Settings};
 
@@ -176,7 +176,7 @@ pub async fn run(
         None => None,
         Some(layer) => {
             let objective = Objective::per_image((0..batch).map(|b| Objective::channel(layer, b)).collect())?;
-            let settings = Settings::new(batch, size, Preprocess::keras());
+            let settings = Settings::new(batch, size, Preprocessing::keras());
             let p = Pipeline::new(gpu, &model, settings, &objective).await?;
             let step_ms = time(gpu, "optimization step", &p.step_dispatches(false), min_ms, now).await?;
             let image_ms = time(gpu, "image side of the step", &p.image_dispatches(), min_ms, now).await?;

@@ -18,7 +18,8 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::{Network, ObjectiveValues, Vgg16};
 use crate::objective::Objective;
 use crate::ops::adam::{Adam, AdamStep};
-use crate::ops::image::{self, Preprocess};
+use crate::ops::image;
+use crate::weights::Preprocessing;
 use crate::ops::objective as obj;
 use crate::ops::warp::{self, WarpMaps};
 use crate::ops::{fourier, unpad_channels, Shape};
@@ -52,7 +53,7 @@ pub struct Settings {
     pub param: Param,
     pub transforms: Recipe,
     pub adam: Adam,
-    pub preprocess: Preprocess,
+    pub preprocess: Preprocessing,
     pub seed: u64,
     /// Lucid's redirected ReLU gradient for the first [`REDIRECT_STEPS`] steps.
     pub redirect_relu: bool,
@@ -66,7 +67,7 @@ impl Settings {
     /// Lucid's defaults for a batch of `batch` images of `size`×`size`:
     /// Fourier parameterization with decorrelated colour, the Distill
     /// article's transforms, Adam at 0.05, redirected ReLU on.
-    pub fn new(batch: usize, size: usize, preprocess: Preprocess) -> Settings {
+    pub fn new(batch: usize, size: usize, preprocess: Preprocessing) -> Settings {
         Settings {
             batch,
             height: size,

@@ -379,7 +379,7 @@ pub fn color_sigmoid_backward(dimg: &[f32], img: &[f32], decorrelate: bool) -> V
 }
 
 /// The weights' preprocessing of [0, 1] RGB pixels.
-pub fn preprocess_forward(img: &[f32], pre: &crate::ops::image::Preprocess) -> Vec<f32> {
+pub fn preprocess_forward(img: &[f32], pre: &crate::weights::Preprocessing) -> Vec<f32> {
     let perm = pre.perm();
     let mut out = vec![0.0; img.len()];
     for (o, px) in out.chunks_exact_mut(3).zip(img.chunks_exact(3)) {
@@ -390,7 +390,7 @@ pub fn preprocess_forward(img: &[f32], pre: &crate::ops::image::Preprocess) -> V
     out
 }
 
-pub fn preprocess_backward(dx: &[f32], pre: &crate::ops::image::Preprocess) -> Vec<f32> {
+pub fn preprocess_backward(dx: &[f32], pre: &crate::weights::Preprocessing) -> Vec<f32> {
     let perm = pre.perm();
     let mut out = vec![0.0; dx.len()];
     for (o, d) in out.chunks_exact_mut(3).zip(dx.chunks_exact(3)) {

@@ -11,11 +11,11 @@
 //! ```no_run
 //! # async fn demo(gpu: &featvis::Gpu, model: &featvis::model::Vgg16) -> featvis::Result<()> {
 //! use featvis::objective::Objective;
-//! use featvis::ops::image::Preprocess;
+//! use featvis::weights::Preprocessing;
 //! use featvis::render::{render, Control, Job, Objectives};
 //! let objectives = (0..8).map(|c| Objective::channel("conv4_3", c)).collect();
 //! let job = Job::new(Objectives::PerImage(objectives), 128, 512);
-//! let out = render(gpu, model, &Preprocess::keras(), &job, &mut |p| {
+//! let out = render(gpu, model, &Preprocessing::keras(), &job, &mut |p| {
 //!     println!("step {}/{}", p.step, p.steps);
 //!     Control::Continue
 //! })
@@ -29,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::model::{self, Vgg16};
 use crate::objective::Objective;
 use crate::ops::adam::Adam;
-use crate::ops::image::Preprocess;
+use crate::weights::Preprocessing;
 use crate::pipeline::{Param, Pipeline, Settings};
 use crate::transform::Recipe;
 
@@ -246,7 +246,7 @@ fn now_ms() -> f64 {
 pub async fn render(
     gpu: &Gpu,
     model: &Vgg16,
-    preprocess: &Preprocess,
+    preprocess: &Preprocessing,
     job: &Job,
     on_progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> Result<Output> {

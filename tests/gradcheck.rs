@@ -185,7 +185,7 @@ fn diversity_gradient_matches_finite_differences() {
 fn composed_objective_chain_matches_finite_differences() {
     use featvis::model::{nodes, Vgg16Weights};
     use featvis::objective::{plan, Objective};
-    use featvis::ops::image::Preprocess;
+    use featvis::weights::Preprocessing;
     // t (pre-sigmoid image) → colour decorrelation + sigmoid → Keras
     // preprocessing → VGG16 to conv2_1 → a weighted sum of channel, neuron,
     // pre-ReLU channel, deepdream, direction and diversity terms at three
@@ -200,7 +200,7 @@ fn composed_objective_chain_matches_finite_differences() {
     let pl = plan(&objective, b, h, w, false, 0).unwrap();
     let deepest = pl.deepest().unwrap();
     assert_eq!(nodes(false)[deepest].0, "conv2_1");
-    let pre = Preprocess::keras();
+    let pre = Preprocessing::keras();
     let mut rng = Rng::new(3);
     let t = rng.normal_vec(b * h * w * 3, 0.5);
     let regs = pl.image.clone();

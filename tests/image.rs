@@ -4,7 +4,8 @@
 mod common;
 
 use featvis::ops::adam::{self, Adam, AdamStep};
-use featvis::ops::image::{self, Preprocess};
+use featvis::ops::image;
+use featvis::weights::Preprocessing;
 use featvis::ops::{pad_channels, unpad_channels, Shape};
 use featvis::reference as r;
 use featvis::rng::Rng;
@@ -48,7 +49,7 @@ gpu_test! {
     async fn preprocess_matches_reference_and_is_its_adjoint() {
         let g = common::gpu().await;
         for (i, &(b, h, w)) in SHAPES.iter().enumerate() {
-            for pre in [Preprocess::keras(), Preprocess::torchvision()] {
+            for pre in [Preprocessing::keras(), Preprocessing::torchvision()] {
                 let s = Shape::new(b, h, w, 3);
                 let mut rng = Rng::new(700 + i as u64);
                 let img = rng.uniform_vec(s.pixels() * 3, 0.0, 1.0);
@@ -58,7 +59,7 @@ gpu_test! {
                 let dxt = g.tensor_from("dx", &pad_channels(&dx, s)).unwrap();
                 let di = g.tensor_filled("dimg", s.padded_len(), f32::NAN).unwrap();
                 // The linear part (no mean) for the adjoint identity.
-                let linear = Preprocess { mean: [0.0; 3], ..pre };
+                let linear = Preprocessing { mean: [0.0; 3], ..pre };
                 let xl = g.tensor_filled("x linear", s.padded_len(), f32::NAN).unwrap();
                 let ds = [
                     image::preprocess_forward(g, s, &pre, &it, &x).await.unwrap(),
@@ -67,7 +68,7 @@ gpu_test! {
                 ];
                 g.run("preprocess test", &ds.iter().collect::<Vec<_>>()).await.unwrap();
                 let got_x = unpad_channels(&g.read(&x).await.unwrap(), s);
-                common::assert_close(&format!("preprocess forward {s} bgr={}", pre.bgr), &got_x, &r::preprocess_forward(&img, &pre), 1e-5);
+                common::assert_close(&format!("preprocess forward {s} bgr={}", pre.channel_order_bgr), &got_x, &r::preprocess_forward(&img, &pre), 1e-5);
                 let got_di = unpad_channels(&g.read(&di).await.unwrap(), s);
                 common::assert_close("preprocess backward", &got_di, &r::preprocess_backward(&dx, &pre), 1e-5);
                 let got_xl = unpad_channels(&g.read(&xl).await.unwrap(), s);

@@ -6,7 +6,7 @@ mod common;
 
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::ops::adam::Adam;
-use featvis::ops::image::Preprocess;
+use featvis::weights::Preprocessing;
 use featvis::objective::Objective;
 use featvis::pipeline::{Param, Pipeline, Settings};
 use featvis::transform::Recipe;
@@ -22,7 +22,7 @@ fn settings(param: Param, seed: u64) -> Settings {
         param,
         transforms: Recipe::distill(),
         adam: Adam::default(),
-        preprocess: Preprocess::keras(),
+        preprocess: Preprocessing::keras(),
         seed,
         redirect_relu: true,
     }

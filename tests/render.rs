@@ -10,7 +10,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::objective::Objective;
-use featvis::ops::image::Preprocess;
+use featvis::weights::Preprocessing;
 use featvis::render::{self, lucid_thresholds, Control, Job, Objectives, Output};
 use featvis::transform::Recipe;
 use featvis::Gpu;
@@ -27,7 +27,7 @@ fn job(objectives: Objectives, size: usize, steps: u32) -> Job {
 
 async fn run(g: &Gpu, model: &Vgg16, job: &Job) -> (Output, Vec<u32>) {
     let mut seen = Vec::new();
-    let out = render::render(g, model, &Preprocess::keras(), job, &mut |p| {
+    let out = render::render(g, model, &Preprocessing::keras(), job, &mut |p| {
         seen.push(p.step);
         Control::Continue
     })
@@ -55,7 +55,7 @@ gpu_test! {
         // network padding only, and then an image gets no gradient.
         j.transforms = Recipe::none();
         let mut values_at = Vec::new();
-        let out = render::render(g, &model, &Preprocess::keras(), &j, &mut |p| {
+        let out = render::render(g, &model, &Preprocessing::keras(), &j, &mut |p| {
             if let Some(v) = p.values {
                 assert_eq!(v.len(), 3);
                 values_at.push(p.step);
@@ -94,7 +94,7 @@ gpu_test! {
         j.max_batch = 2; // two batches: the second never starts
         j.snapshots = vec![2, 40];
         let mut calls = 0;
-        let out = render::render(g, &model, &Preprocess::keras(), &j, &mut |p| {
+        let out = render::render(g, &model, &Preprocessing::keras(), &j, &mut |p| {
             calls += 1;
             assert_eq!(p.batch_index, 0);
             if p.step == 3 { Control::Cancel } else { Control::Continue }
@@ -186,7 +186,7 @@ gpu_test! {
         assert!(fit >= 1);
         let objective = Objective::parse("conv1_1:0 - diversity(conv1_1)").unwrap();
         let big = job(Objectives::Batch { objective, batch: fit + 1 }, 64, 2);
-        let e = render::render(g, &model, &Preprocess::keras(), &big, &mut |_| Control::Continue).await.unwrap_err().to_string();
+        let e = render::render(g, &model, &Preprocessing::keras(), &big, &mut |_| Control::Continue).await.unwrap_err().to_string();
         assert!(e.contains("do not fit"), "{e}");
     }
 }

@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{check_len, check_u32, dummy, Shape};
 use crate::error::{Error, Result};
 use crate::gpu::{Binding, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::weights::Preprocessing;
 
 pub const SHADER: &str = include_str!("../../shaders/image.wgsl");
 const WG: u32 = 64;
@@ -28,48 +29,7 @@ pub struct ImageParams {
     pub scale: [f32; 4],
 }
 
-/// How the weights expect their input: network channel c is
-/// `(image[perm[c]] * scale - mean[c]) / std[c]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Preprocess {
-    /// Network channel order is BGR (Keras, VGGFace) rather than RGB.
-    pub bgr: bool,
-    /// Factor applied to [0, 1] pixels: 255 (Keras) or 1 (torchvision).
-    pub scale: f32,
-    /// Mean per network channel (in the network's channel order).
-    pub mean: [f32; 3],
-    /// Standard deviation per network channel.
-    pub std: [f32; 3],
-}
-
-impl Preprocess {
-    /// Keras VGG16: BGR, ×255, means 103.939 (B), 116.779 (G), 123.68 (R).
-    pub fn keras() -> Self {
-        Preprocess { bgr: true, scale: 255.0, mean: [103.939, 116.779, 123.68], std: [1.0; 3] }
-    }
-    /// torchvision: RGB, [0, 1], ImageNet mean and std.
-    pub fn torchvision() -> Self {
-        Preprocess { bgr: false, scale: 1.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
-    }
-    pub fn perm(&self) -> [usize; 3] {
-        if self.bgr {
-            [2, 1, 0]
-        } else {
-            [0, 1, 2]
-        }
-    }
-    pub fn validate(&self) -> Result<()> {
-        if !(self.scale.is_finite() && self.scale > 0.0)
-            || self.mean.iter().any(|m| !m.is_finite())
-            || self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
-        {
-            return Err(Error::Invalid(format!("preprocessing {self:?}: scale and std must be positive and finite")));
-        }
-        Ok(())
-    }
-}
-
-fn params(pixels: usize, pre: &Preprocess) -> Result<ImageParams> {
+fn params(pixels: usize, pre: &Preprocessing) -> Result<ImageParams> {
     let perm = pre.perm();
     Ok(ImageParams {
         pixels: check_u32("image", "pixels", pixels)?,
@@ -109,19 +69,19 @@ fn check_image(kernel: &str, shape: Shape, tensors: &[(&str, &Tensor)]) -> Resul
 pub async fn color_forward(gpu: &Gpu, shape: Shape, decorrelate: bool, t: &Tensor, img: &Tensor) -> Result<Dispatch> {
     check_image("color_sigmoid_forward", shape, &[("input", t), ("image", img)])?;
     let unused = dummy(gpu, "color_sigmoid_forward")?;
-    let p = params(shape.pixels(), &Preprocess::keras())?;
+    let p = params(shape.pixels(), &Preprocessing::keras())?;
     prepare(gpu, "color_sigmoid_forward", decorrelate, p, [&t.buffer, &unused.buffer, &img.buffer]).await
 }
 
 /// dt = Cᵀ (dimg ⊙ img ⊙ (1 − img)).
 pub async fn color_backward(gpu: &Gpu, shape: Shape, decorrelate: bool, dimg: &Tensor, img: &Tensor, dt: &Tensor) -> Result<Dispatch> {
     check_image("color_sigmoid_backward", shape, &[("image gradient", dimg), ("image", img), ("gradient", dt)])?;
-    let p = params(shape.pixels(), &Preprocess::keras())?;
+    let p = params(shape.pixels(), &Preprocessing::keras())?;
     prepare(gpu, "color_sigmoid_backward", decorrelate, p, [&dimg.buffer, &img.buffer, &dt.buffer]).await
 }
 
 /// x = preprocess(img).
-pub async fn preprocess_forward(gpu: &Gpu, shape: Shape, pre: &Preprocess, img: &Tensor, x: &Tensor) -> Result<Dispatch> {
+pub async fn preprocess_forward(gpu: &Gpu, shape: Shape, pre: &Preprocessing, img: &Tensor, x: &Tensor) -> Result<Dispatch> {
     pre.validate()?;
     check_image("preprocess_forward", shape, &[("image", img), ("network input", x)])?;
     let unused = dummy(gpu, "preprocess_forward")?;
@@ -129,7 +89,7 @@ pub async fn preprocess_forward(gpu: &Gpu, shape: Shape, pre: &Preprocess, img: 
 }
 
 /// dimg = preprocessᵀ(dx).
-pub async fn preprocess_backward(gpu: &Gpu, shape: Shape, pre: &Preprocess, dx: &Tensor, dimg: &Tensor) -> Result<Dispatch> {
+pub async fn preprocess_backward(gpu: &Gpu, shape: Shape, pre: &Preprocessing, dx: &Tensor, dimg: &Tensor) -> Result<Dispatch> {
     pre.validate()?;
     check_image("preprocess_backward", shape, &[("input gradient", dx), ("image gradient", dimg)])?;
     let unused = dummy(gpu, "preprocess_backward")?;

@@ -88,7 +88,9 @@ impl From<WeightsError> for crate::Error {
 pub type Result<T, E = WeightsError> = std::result::Result<T, E>;
 
 /// How [0, 1] RGB pixels become network input: reorder to `channel_order`,
-/// multiply by `scale`, subtract `mean`, divide by `std` (both in channel order).
+/// multiply by `scale`, subtract `mean`, divide by `std` (both in channel
+/// order): network channel c is `(image[perm[c]] * scale - mean[c]) / std[c]`.
+/// Read from the weights file's metadata; the image kernels take it as is.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preprocessing {
     pub channel_order_bgr: bool,
@@ -98,9 +100,24 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// The GPU kernels' form of the same preprocessing.
-    pub fn to_preprocess(&self) -> crate::ops::image::Preprocess {
-        crate::ops::image::Preprocess { bgr: self.channel_order_bgr, scale: self.scale, mean: self.mean, std: self.std }
+    /// perm[c]: the RGB channel that network channel c reads.
+    pub fn perm(&self) -> [usize; 3] {
+        if self.channel_order_bgr {
+            [2, 1, 0]
+        } else {
+            [0, 1, 2]
+        }
+    }
+
+    /// Scale and std positive and finite, means finite (the kernels divide by std).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        if !(self.scale.is_finite() && self.scale > 0.0)
+            || self.mean.iter().any(|m| !m.is_finite())
+            || self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(crate::error::Error::Invalid(format!("preprocessing {self:?}: scale and std must be positive and finite")));
+        }
+        Ok(())
     }
 
     /// Keras / caffe VGG16: BGR, ×255, mean (103.939, 116.779, 123.68) for B, G, R, no std.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::objective::Objective;
-use featvis::ops::image::Preprocess;
+use featvis::weights::Preprocessing;
 use featvis::pipeline::Param;
 use featvis::render::{self, Control, Job, Objectives, Output, Progress};
 use featvis::transform::Recipe;
@@ -240,7 +240,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     }
 
     let (weights, preprocess, weights_name) = if args.flag("random-weights") {
-        (Vgg16Weights::random(1, None), Preprocess::keras(), "random".to_string())
+        (Vgg16Weights::random(1, None), Preprocessing::keras(), "random".to_string())
     } else {
         let path = args.get("weights").unwrap_or("www/weights/vgg16-imagenet.safetensors");
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
@@ -248,7 +248,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             _ => format!("cannot read weights {path}: {e}"),
         })?;
         let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
-        let pre = f.preprocessing.to_preprocess();
+        let pre = f.preprocessing;
         (f.weights, pre, path.to_string())
     };
 
