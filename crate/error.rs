@@ -42,6 +42,8 @@ pub enum Error {
     Specialize { shader: String, constant: String },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[error("the GPU device was lost ({0}); a new device is needed: reload the page, or run the command again")]
+    DeviceLost(String),
     #[error("reading back `{buffer}` from the GPU failed: {message}")]
     Readback { buffer: String, message: String },
 }

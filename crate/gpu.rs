@@ -179,6 +179,8 @@ pub struct Gpu {
     pub conv_config: ConvConfig,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it was.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -225,6 +227,21 @@ impl Gpu {
                 }
             }));
         }
+        let lost = Arc::new(Mutex::new(None));
+        {
+            let sink = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "the device was destroyed".to_string(),
+                    _ if message.is_empty() => "unknown reason".to_string(),
+                    _ => message,
+                };
+                log::error!("GPU device lost: {why}");
+                if let Ok(mut v) = sink.lock() {
+                    *v = Some(why);
+                }
+            });
+        }
         let adapter = AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -249,6 +266,7 @@ impl Gpu {
             conv_config,
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
+            lost,
         })
     }
 
@@ -283,6 +301,18 @@ impl Gpu {
         } else {
             ConvConfig::SWIFTSHADER
         }
+    }
+
+    /// Why the device was lost (a driver reset, the browser reclaiming it,
+    /// [`Gpu::lose`]), once it was: every later GPU call fails.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Destroy the device, as a driver reset would (for testing what a
+    /// caller does when the device is lost).
+    pub fn lose(&self) {
+        self.device.destroy();
     }
 
     /// Errors the device reported outside any error scope since the last call.

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod job;
 pub mod model;
 pub mod objective;
 pub mod ops;
@@ -11,6 +12,7 @@ pub mod pipeline;
 pub mod png;
 pub mod reference;
 pub mod render;
+pub mod report;
 pub mod rng;
 pub mod transform;
 pub mod weights;

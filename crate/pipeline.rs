@@ -36,6 +36,14 @@ pub enum Param {
 }
 
 impl Param {
+    /// The name [`Param::by_name`] takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Param::Fourier { .. } => "fft",
+            Param::Pixel => "pixel",
+        }
+    }
+
     pub fn by_name(name: &str) -> Result<Param> {
         match name {
             "fft" => Ok(Param::Fourier { decay_power: 1.0 }),
@@ -207,6 +215,12 @@ impl Pipeline {
         ds.extend(self.image_value.iter());
         gpu.run("evaluate", &ds).await?;
         self.net.read_objective(gpu).await
+    }
+
+    /// Each image's objective as the last step computed it (on that step's
+    /// transformed image): a read of a few floats, no extra GPU work.
+    pub async fn read_losses(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(self.net.read_objective(gpu).await?.per_image.iter().map(|v| *v as f32).collect())
     }
 
     /// Every dispatch of one step, in order.

@@ -89,6 +89,11 @@ pub struct Job {
     pub values_every: u32,
     /// Read the images every this many steps for a preview (0: never).
     pub preview_every: u32,
+    /// Read each image's objective value as the step computed it (on that
+    /// step's transformed image, as Lucid's loop reports its loss) every
+    /// this many steps (0: never). Cheap: a few floats, read where the step
+    /// is waited on anyway.
+    pub loss_every: u32,
 }
 
 impl Job {
@@ -110,6 +115,7 @@ impl Job {
             max_batch: 0,
             values_every: 0,
             preview_every: 0,
+            loss_every: 0,
         }
     }
 }
@@ -135,6 +141,9 @@ pub struct Progress<'a> {
     /// This batch's images in [0, 1] (B, H, W, 3), when
     /// [`Job::preview_every`] asked for them at this step.
     pub preview: Option<&'a [f32]>,
+    /// Each image's objective on this step's transformed image, when
+    /// [`Job::loss_every`] asked for it at this step.
+    pub losses: Option<&'a [f32]>,
 }
 
 /// What the progress callback answers.
@@ -185,21 +194,56 @@ pub struct Output {
 /// The most images of `height`×`width` that fit in one batch on this device:
 /// the largest activation of one image, times B, must fit one storage binding.
 pub fn max_batch(gpu: &Gpu, model: &Vgg16, height: usize, width: usize) -> usize {
-    let per_image = model::shapes(1, height, width, model.has_fc(), model.classes())
+    (gpu.max_binding_bytes() / image_bytes(model, height, width)) as usize
+}
+
+/// Bytes of one image's largest buffer (an activation, or the image itself).
+fn image_bytes(model: &Vgg16, height: usize, width: usize) -> u64 {
+    model::shapes(1, height, width, model.has_fc(), model.classes())
         .iter()
-        .map(|s| (s.padded_len() * 4) as u64)
-        .chain(std::iter::once((height * width * 4 * 4) as u64))
+        .map(|s| (s.padded_len() as u64).saturating_mul(4))
+        .chain(std::iter::once((height as u64).saturating_mul(width as u64).saturating_mul(16)))
         .max()
         .unwrap_or(1)
-        .max(1);
-    (gpu.max_binding_bytes() / per_image) as usize
+        .max(1)
 }
+
+/// `1536` → "1.5 KiB", in binary units.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} bytes")
+    } else if v >= 100.0 || v.fract() < 0.05 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The largest image side a render accepts (a 4096² image's conv1
+/// activation is already 4 GiB: beyond every device's buffers).
+pub const MAX_SIDE: usize = 4096;
 
 /// Check a job before any GPU work: steps, snapshots, layers, channels,
 /// image size. `classes`: the classifier head's outputs (None: no head).
 pub fn check(job: &Job, classes: Option<usize>) -> Result<()> {
     if job.steps == 0 {
         return Err(Error::Invalid("steps must be at least 1".into()));
+    }
+    if job.height == 0 || job.width == 0 {
+        return Err(Error::Invalid("the image size must be at least 1 pixel".into()));
+    }
+    if job.height > MAX_SIDE || job.width > MAX_SIDE {
+        return Err(Error::Invalid(format!(
+            "a {}x{} image is larger than featvis renders (at most {MAX_SIDE} pixels a side); use a smaller size",
+            job.height, job.width
+        )));
     }
     if job.objectives.is_empty() {
         return Err(Error::Invalid("nothing to render: give at least one objective or channel".into()));
@@ -240,6 +284,313 @@ fn now_ms() -> f64 {
     }
 }
 
+/// One step's report (owned; [`Progress`] borrows from it).
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// Steps done in the current batch (1..=steps).
+    pub step: u32,
+    pub steps: u32,
+    pub batch_index: usize,
+    pub batches: usize,
+    /// The images of this batch.
+    pub images: std::ops::Range<usize>,
+    pub done: u64,
+    pub total: u64,
+    pub step_ms: f64,
+    /// Values on the untransformed images ([`Job::values_every`]).
+    pub values: Option<Vec<f32>>,
+    /// Values as the step computed them ([`Job::loss_every`]).
+    pub losses: Option<Vec<f32>>,
+    /// This batch's images (B, H, W, 3) in [0, 1] ([`Job::preview_every`]).
+    pub preview: Option<Vec<f32>>,
+    /// The snapshot step this step reached, if any.
+    pub snapshot: Option<u32>,
+    /// This step ended its batch: the batch's images are in [`Render::rendered`].
+    pub batch_done: bool,
+    /// This step ended the render.
+    pub finished: bool,
+}
+
+impl StepReport {
+    pub fn progress(&self) -> Progress<'_> {
+        Progress {
+            step: self.step,
+            steps: self.steps,
+            batch_index: self.batch_index,
+            batches: self.batches,
+            images: self.images.clone(),
+            done: self.done,
+            total: self.total,
+            step_ms: self.step_ms,
+            values: self.values.as_deref(),
+            preview: self.preview.as_deref(),
+            losses: self.losses.as_deref(),
+        }
+    }
+}
+
+/// One batch of a render: its images and its objective.
+struct Group {
+    range: std::ops::Range<usize>,
+    objective: Objective,
+    texts: Vec<String>,
+}
+
+/// The batch being optimized.
+struct Active {
+    pipeline: Pipeline,
+    initial: Vec<f32>,
+    /// Next snapshot (index into the job's snapshots).
+    snap: usize,
+}
+
+/// A render taken one step at a time: what [`render`] loops over, and what
+/// the page drives between two turns of the browser's event loop (so it can
+/// pause, resume and stop without a callback that blocks).
+///
+/// Holds no reference to the GPU or the model: each call is handed them, so
+/// a caller (the wasm facade) can keep both behind its own handles.
+pub struct Render {
+    job: Job,
+    preprocess: Preprocessing,
+    groups: Vec<Group>,
+    /// The batch the next step works on.
+    index: usize,
+    active: Option<Active>,
+    images: Vec<Rendered>,
+    snapshots: Vec<Snapshot>,
+    batch: usize,
+    step_ms: f64,
+    done: u64,
+    total: u64,
+    steps_done: u32,
+    cancelled: bool,
+    finished: bool,
+}
+
+impl Render {
+    /// Check `job` against the model and the device and split it into
+    /// batches. No GPU work yet: the first [`Render::step`] of each batch
+    /// builds its pipeline.
+    pub fn new(gpu: &Gpu, model: &Vgg16, preprocess: &Preprocessing, job: &Job) -> Result<Render> {
+        check(job, model.has_fc().then(|| model.classes()))?;
+        let (h, w) = (job.height, job.width);
+        let fit = max_batch(gpu, model, h, w);
+        let groups: Vec<Group> = match &job.objectives {
+            Objectives::PerImage(list) => {
+                if fit == 0 {
+                    return Err(Error::Limit(LimitExceeded {
+                        what: format!(
+                            "one {h}x{w} image's largest activation ({})",
+                            human_bytes(image_bytes(model, h, w))
+                        ),
+                        limit: "max_storage_buffer_binding_size",
+                        needed: image_bytes(model, h, w),
+                        allowed: gpu.max_binding_bytes(),
+                    }));
+                }
+                let size = if job.max_batch == 0 { fit } else { job.max_batch.min(fit) };
+                let mut groups = Vec::new();
+                for start in (0..list.len()).step_by(size) {
+                    let end = (start + size).min(list.len());
+                    let objective = Objective::per_image(list[start..end].to_vec())?;
+                    groups.push(Group {
+                        range: start..end,
+                        objective,
+                        texts: list[start..end].iter().map(|o| o.to_string()).collect(),
+                    });
+                }
+                groups
+            }
+            Objectives::Batch { objective, batch } => {
+                if *batch > fit {
+                    return Err(Error::Invalid(format!(
+                        "{batch} images of {h}x{w} do not fit this device in one batch (at most {fit}), and `{objective}` \
+                         needs them together; use a smaller batch or image size"
+                    )));
+                }
+                vec![Group {
+                    range: 0..*batch,
+                    objective: objective.clone(),
+                    texts: (0..*batch).map(|b| objective.for_image(b).to_string()).collect(),
+                }]
+            }
+        };
+        let n = job.objectives.len();
+        Ok(Render {
+            total: job.steps as u64 * groups.len() as u64,
+            batch: groups.first().map(|g| g.range.len()).unwrap_or(0),
+            groups,
+            job: job.clone(),
+            preprocess: *preprocess,
+            index: 0,
+            active: None,
+            images: Vec::with_capacity(n),
+            snapshots: job.snapshots.iter().map(|&step| Snapshot { step, images: Vec::with_capacity(n) }).collect(),
+            step_ms: 0.0,
+            done: 0,
+            steps_done: 0,
+            cancelled: false,
+            finished: false,
+        })
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// Every image's objective in the text syntax, in image order.
+    pub fn labels(&self) -> Vec<String> {
+        self.groups.iter().flat_map(|g| g.texts.iter().cloned()).collect()
+    }
+
+    /// Images per batch and the number of batches.
+    pub fn batches(&self) -> (usize, usize) {
+        (self.batch, self.groups.len())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The images of the batches finished so far, in image order.
+    pub fn rendered(&self) -> &[Rendered] {
+        &self.images
+    }
+
+    /// The snapshots, each with the images of the batches that reached it so far.
+    pub fn snapshots(&self) -> &[Snapshot] {
+        &self.snapshots
+    }
+
+    /// One optimization step of the current batch (building the batch's
+    /// pipeline first when it is new). The step that ends a batch also
+    /// reads its final images.
+    pub async fn step(&mut self, gpu: &Gpu, model: &Vgg16) -> Result<StepReport> {
+        if self.finished {
+            return Err(Error::Invalid("this render has already finished".into()));
+        }
+        let job = &self.job;
+        let group = &self.groups[self.index];
+        if self.active.is_none() {
+            let settings = Settings {
+                batch: group.range.len(),
+                height: job.height,
+                width: job.width,
+                param: job.param,
+                transforms: job.transforms.clone(),
+                adam: job.adam,
+                preprocess: self.preprocess,
+                seed: job.seed.wrapping_add(self.index as u64),
+                redirect_relu: job.redirect_relu,
+            };
+            let pipeline = Pipeline::new(gpu, model, settings, &group.objective).await?;
+            let initial = pipeline.evaluate(gpu).await?;
+            self.active = Some(Active { pipeline, initial, snap: 0 });
+            self.steps_done = 0;
+        }
+        let Some(active) = self.active.as_mut() else { unreachable!("set above") };
+        let p = &mut active.pipeline;
+        let t0 = now_ms();
+        p.run(gpu, 1).await?;
+        let step = self.steps_done + 1;
+        let every = |n: u32| n > 0 && step % n == 0;
+        let losses = if every(job.loss_every) {
+            Some(p.read_losses(gpu).await?)
+        } else {
+            gpu.sync().await?;
+            None
+        };
+        self.step_ms += now_ms() - t0;
+        self.steps_done = step;
+        self.done += 1;
+        let values = if every(job.values_every) { Some(p.evaluate(gpu).await?) } else { None };
+        let mut preview = if every(job.preview_every) { Some(p.read_images(gpu).await?) } else { None };
+        let mut snapshot = None;
+        if active.snap < job.snapshots.len() && job.snapshots[active.snap] == step {
+            let imgs = match &preview {
+                Some(v) => v.clone(),
+                None => p.read_images(gpu).await?,
+            };
+            self.snapshots[active.snap].images.extend(split(&imgs, group.range.len()));
+            snapshot = Some(step);
+            active.snap += 1;
+        }
+        let range = group.range.clone();
+        let batch_done = step == job.steps;
+        let wants_preview = job.preview_every > 0;
+        if batch_done {
+            let pixels = self.finish_batch(gpu).await?;
+            if preview.is_none() && wants_preview {
+                preview = Some(pixels);
+            }
+            self.index += 1;
+            self.finished = self.index == self.groups.len();
+        }
+        Ok(StepReport {
+            step,
+            steps: self.job.steps,
+            batch_index: self.index - usize::from(batch_done),
+            batches: self.groups.len(),
+            images: range,
+            done: self.done,
+            total: self.total,
+            step_ms: self.step_ms,
+            values,
+            losses,
+            preview,
+            snapshot,
+            batch_done,
+            finished: self.finished,
+        })
+    }
+
+    /// Read the active batch's final values and images into
+    /// [`Render::rendered`] and drop its pipeline. Returns its pixels.
+    async fn finish_batch(&mut self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let Some(active) = self.active.take() else { return Ok(Vec::new()) };
+        let group = &self.groups[self.index];
+        let last = active.pipeline.evaluate(gpu).await?;
+        let all = active.pipeline.read_images(gpu).await?;
+        for (i, px) in split(&all, group.range.len()).into_iter().enumerate() {
+            self.images.push(Rendered { objective: group.texts[i].clone(), initial: active.initial[i], last: last[i], pixels: px });
+        }
+        Ok(all)
+    }
+
+    /// End the render now: the batch in progress keeps its images as they
+    /// are (read back here); batches not started have none.
+    pub async fn stop(&mut self, gpu: &Gpu) -> Result<()> {
+        self.cancelled = true;
+        if !self.finished {
+            self.finish_batch(gpu).await?;
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    /// What the render made (snapshots that not every image reached are left out).
+    pub fn output(&self) -> Output {
+        let n = self.job.objectives.len();
+        let ms_per_step = if self.done > 0 { self.step_ms / self.done as f64 } else { 0.0 };
+        Output {
+            images: self.images.clone(),
+            snapshots: self.snapshots.iter().filter(|s| s.images.len() == n).cloned().collect(),
+            batch: self.batch,
+            batches: self.groups.len(),
+            steps_done: self.steps_done,
+            cancelled: self.cancelled,
+            ms_per_step,
+        }
+    }
+}
+
+/// (B, H, W, 3) → B images.
+fn split(all: &[f32], count: usize) -> Vec<Vec<f32>> {
+    let each = all.len() / count.max(1);
+    all.chunks(each.max(1)).map(<[f32]>::to_vec).collect()
+}
+
 /// Run `job`. `on_progress` is called after every step; returning
 /// [`Control::Cancel`] stops before the next step, and the output holds the
 /// images as they are then.
@@ -250,116 +601,12 @@ pub async fn render(
     job: &Job,
     on_progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> Result<Output> {
-    check(job, model.has_fc().then(|| model.classes()))?;
-    let (h, w) = (job.height, job.width);
-    let fit = max_batch(gpu, model, h, w);
-    let limit = |needed: usize| {
-        Error::Limit(LimitExceeded {
-            what: format!("one {h}x{w} image's largest activation ({needed} images)"),
-            limit: "max_storage_buffer_binding_size",
-            needed: needed as u64,
-            allowed: fit as u64,
-        })
-    };
-    // Each batch: its images and its objective.
-    let groups: Vec<(std::ops::Range<usize>, Objective, Vec<String>)> = match &job.objectives {
-        Objectives::PerImage(list) => {
-            if fit == 0 {
-                return Err(limit(1));
-            }
-            let size = if job.max_batch == 0 { fit } else { job.max_batch.min(fit) };
-            let mut groups = Vec::new();
-            for start in (0..list.len()).step_by(size) {
-                let end = (start + size).min(list.len());
-                let objective = Objective::per_image(list[start..end].to_vec())?;
-                groups.push((start..end, objective, list[start..end].iter().map(|o| o.to_string()).collect()));
-            }
-            groups
-        }
-        Objectives::Batch { objective, batch } => {
-            if *batch > fit {
-                return Err(Error::Invalid(format!(
-                    "{batch} images of {h}x{w} do not fit this device in one batch (at most {fit}), and `{objective}` \
-                     needs them together; use a smaller batch or image size"
-                )));
-            }
-            vec![(0..*batch, objective.clone(), (0..*batch).map(|b| objective.for_image(b).to_string()).collect())]
-        }
-    };
-    let batches = groups.len();
-    let total = job.steps as u64 * batches as u64;
-    let batch = groups.first().map(|g| g.0.len()).unwrap_or(0);
-    let n = job.objectives.len();
-    let mut images: Vec<Rendered> = Vec::with_capacity(n);
-    let mut snapshots: Vec<Snapshot> = job.snapshots.iter().map(|&step| Snapshot { step, images: Vec::with_capacity(n) }).collect();
-    let mut step_ms = 0.0;
-    let mut done: u64 = 0;
-    let mut cancelled = false;
-    let mut steps_done = 0;
-    let split = |all: Vec<f32>, count: usize| -> Vec<Vec<f32>> {
-        let each = all.len() / count.max(1);
-        all.chunks(each.max(1)).map(<[f32]>::to_vec).collect()
-    };
-
-    for (index, (range, objective, texts)) in groups.into_iter().enumerate() {
-        let settings = Settings {
-            batch: range.len(),
-            height: h,
-            width: w,
-            param: job.param,
-            transforms: job.transforms.clone(),
-            adam: job.adam,
-            preprocess: *preprocess,
-            seed: job.seed.wrapping_add(index as u64),
-            redirect_relu: job.redirect_relu,
-        };
-        let mut p = Pipeline::new(gpu, model, settings, &objective).await?;
-        let initial = p.evaluate(gpu).await?;
-        let mut snap = 0;
-        steps_done = 0;
-        while steps_done < job.steps {
-            let t0 = now_ms();
-            p.run(gpu, 1).await?;
-            gpu.sync().await?;
-            step_ms += now_ms() - t0;
-            steps_done += 1;
-            done += 1;
-            let values = if job.values_every > 0 && steps_done % job.values_every == 0 { Some(p.evaluate(gpu).await?) } else { None };
-            let preview =
-                if job.preview_every > 0 && steps_done % job.preview_every == 0 { Some(p.read_images(gpu).await?) } else { None };
-            if snap < job.snapshots.len() && job.snapshots[snap] == steps_done {
-                let imgs = p.read_images(gpu).await?;
-                snapshots[snap].images.extend(split(imgs, range.len()));
-                snap += 1;
-            }
-            let progress = Progress {
-                step: steps_done,
-                steps: job.steps,
-                batch_index: index,
-                batches,
-                images: range.clone(),
-                done,
-                total,
-                step_ms,
-                values: values.as_deref(),
-                preview: preview.as_deref(),
-            };
-            if on_progress(&progress) == Control::Cancel {
-                cancelled = true;
-                break;
-            }
-        }
-        let last = p.evaluate(gpu).await?;
-        let pixels = split(p.read_images(gpu).await?, range.len());
-        for (i, px) in pixels.into_iter().enumerate() {
-            images.push(Rendered { objective: texts[i].clone(), initial: initial[i], last: last[i], pixels: px });
-        }
-        if cancelled {
-            break;
+    let mut r = Render::new(gpu, model, preprocess, job)?;
+    while !r.is_finished() {
+        let report = r.step(gpu, model).await?;
+        if on_progress(&report.progress()) == Control::Cancel {
+            r.stop(gpu).await?;
         }
     }
-    // Snapshots that a cancelled render never reached are not returned.
-    snapshots.retain(|s| s.images.len() == n);
-    let ms_per_step = if done > 0 { step_ms / done as f64 } else { 0.0 };
-    Ok(Output { images, snapshots, batch, batches, steps_done, cancelled, ms_per_step })
+    Ok(r.output())
 }

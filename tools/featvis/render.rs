@@ -6,12 +6,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use featvis::job::{Built, JobSpec};
 use featvis::model::{Vgg16, Vgg16Weights};
-use featvis::objective::Objective;
+use featvis::render::{self, Control, Job, Output, Progress};
+use featvis::report::RenderReport;
 use featvis::weights::Preprocessing;
-use featvis::pipeline::Param;
-use featvis::render::{self, Control, Job, Objectives, Output, Progress};
-use featvis::transform::Recipe;
 use featvis::Gpu;
 
 use crate::args::Args;
@@ -30,65 +29,11 @@ pub const USAGE: &str = "\
       --json prints one JSON object at the end (adapter, size, steps, ms_per_step, images).
 ";
 
-/// `0-7,12` → [0, …, 7, 12].
-pub fn parse_channels(text: &str) -> Result<Vec<usize>, String> {
-    let bad = || format!("--channels expects a list like 0-7,12 — got `{text}`");
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                if b < a || b - a > 1 << 16 {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.trim().parse().map_err(|_| bad())?),
-        }
-    }
-    Ok(out)
-}
-
-fn parse_steps_list(text: &str) -> Result<Vec<u32>, String> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in text.split(',') {
-        let s: u32 = part.trim().parse().map_err(|_| format!("--snapshots expects steps like 32,128,512 — got `{text}`"))?;
-        out.push(s);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
 /// `grid.png` and step 32 → `grid-32.png`.
 fn snapshot_path(out: &Path, step: u32) -> PathBuf {
     let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("grid");
     let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("png");
     out.with_file_name(format!("{stem}-{step}.{ext}"))
-}
-
-/// Minimal JSON string escaping.
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
-    }
 }
 
 struct Bar {
@@ -176,61 +121,34 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         ],
         &["random-weights", "json", "labels", "no-redirect", "quiet"],
     )?;
-    // Presets first, explicit flags override them.
-    let (mut steps, mut transforms_name, mut lr) = (512usize, "distill", 0.05f32);
-    match args.get("preset") {
-        None => {}
-        Some("distill") => (steps, transforms_name, lr) = (2560, "distill", 0.05),
-        Some("lucid") => (steps, transforms_name, lr) = (512, "lucid", 0.05),
-        Some(other) => return Err(format!("unknown preset `{other}`: use distill or lucid")),
-    }
-    let steps = args.usize_or("steps", steps)?;
-    if steps == 0 {
-        return Err("--steps must be at least 1".into());
-    }
-    let steps = u32::try_from(steps).map_err(|_| "--steps is too large".to_string())?;
-    if let Some(v) = args.get("lr") {
-        lr = v.parse().ok().filter(|l: &f32| l.is_finite() && *l > 0.0).ok_or_else(|| format!("--lr expects a positive number, got `{v}`"))?;
-    }
-    transforms_name = args.get("transforms").unwrap_or(transforms_name);
-    let transforms = Recipe::by_name(transforms_name).map_err(|e| e.to_string())?;
-    let param = Param::by_name(args.get("param").unwrap_or("fft")).map_err(|e| e.to_string())?;
-    let seed = args.usize_or("seed", 1)? as u64;
-    let size = args.usize_or("size", 128)?;
-    if size == 0 {
-        return Err("--size must be at least 1".into());
-    }
+    let number = |name: &str| -> Result<Option<usize>, String> {
+        args.get(name).map(|v| v.parse().map_err(|_| format!("--{name} expects a whole number, got `{v}`"))).transpose()
+    };
+    // The request in the same terms the page sends (crate/job.rs): one set
+    // of defaults, presets and messages for both.
+    let spec = JobSpec {
+        layer: args.get("layer").map(String::from),
+        channels: args.get("channels").map(String::from),
+        objective: args.get("objective").map(String::from),
+        batch: number("batch")?,
+        size: number("size")?,
+        steps: number("steps")?.map(|s| u32::try_from(s).map_err(|_| "--steps is too large".to_string())).transpose()?,
+        preset: args.get("preset").map(String::from),
+        transforms: args.get("transforms").map(String::from),
+        param: args.get("param").map(String::from),
+        lr: args.get("lr").map(|v| v.parse().map_err(|_| format!("--lr expects a positive number, got `{v}`"))).transpose()?,
+        seed: number("seed")?.map(|s| s as u64),
+        redirect: Some(!args.flag("no-redirect")),
+        snapshots: args.get("snapshots").map(String::from),
+        preview_every: None,
+    };
     let out = PathBuf::from(args.get("out").unwrap_or("grid.png"));
     let cols = args.usize_or("cols", 8)?.max(1);
     let margin = args.usize_or("margin", 4)?;
-    let snapshots = match args.get("snapshots") {
-        Some(t) => parse_steps_list(t)?,
-        None => Vec::new(),
-    };
-    if let Some(&s) = snapshots.iter().find(|&&s| s == 0 || s > steps) {
-        return Err(format!("--snapshots: step {s} is outside 1..={steps}"));
-    }
-
-    // What to render, and the label under each tile.
-    let (objectives, labels, batch_cap) = match args.get("objective") {
-        Some(text) => {
-            if args.get("layer").is_some() || args.get("channels").is_some() {
-                return Err("give either --objective or --layer/--channels, not both".into());
-            }
-            let objective = Objective::parse(text).map_err(|e| e.to_string())?;
-            let batch = args.usize_or("batch", 1)?;
-            if batch == 0 {
-                return Err("--batch must be at least 1".into());
-            }
-            (Objectives::Batch { objective, batch }, (0..batch).collect::<Vec<_>>(), 0)
-        }
-        None => {
-            let layer = args.get("layer").unwrap_or("conv4_3");
-            let channels = parse_channels(args.get("channels").unwrap_or("0-7"))?;
-            let objs = channels.iter().map(|&c| Objective::channel(layer, c)).collect();
-            (Objectives::PerImage(objs), channels, args.usize_or("batch", 16)?)
-        }
-    };
+    // `channels all` needs the head's size only for fc8; the weights are
+    // read after the paths are checked, so fc8's count comes from the check.
+    let Built { job, labels } = spec.build(None).map_err(|e| e.to_string())?;
+    let snapshots = job.snapshots.clone();
 
     // Every output path is checked before minutes of GPU work.
     let mut paths: Vec<PathBuf> = snapshots.iter().map(|&s| snapshot_path(&out, s)).collect();
@@ -251,15 +169,6 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         let pre = f.preprocessing;
         (f.weights, pre, path.to_string())
     };
-
-    let mut job = Job::new(objectives, size, steps);
-    job.snapshots = snapshots;
-    job.param = param;
-    job.transforms = transforms;
-    job.adam.lr = lr;
-    job.seed = seed;
-    job.redirect_relu = !args.flag("no-redirect");
-    job.max_batch = batch_cap;
 
     render::check(&job, weights.classes()).map_err(|e| e.to_string())?;
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
@@ -315,31 +224,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
 }
 
 fn print_json(gpu: &Gpu, job: &Job, out: &Output, paths: &[PathBuf]) -> Result<(), String> {
-    let images: Vec<String> = out
-        .images
-        .iter()
-        .map(|i| {
-            format!(
-                "{{\"objective\":{},\"initial_activation\":{},\"final_activation\":{}}}",
-                json_str(&i.objective),
-                json_num(i.initial as f64),
-                json_num(i.last as f64)
-            )
-        })
-        .collect();
-    let files: Vec<String> = paths.iter().map(|p| json_str(&p.display().to_string())).collect();
-    let line = format!(
-        "{{\"adapter\":{},\"size\":{},\"steps\":{},\"ms_per_step\":{},\"batch\":{},\"batches\":{},\"transforms\":{},\"files\":[{}],\"images\":[{}]}}",
-        json_str(&gpu.adapter.to_string()),
-        job.height,
-        job.steps,
-        json_num(out.ms_per_step),
-        out.batch,
-        out.batches,
-        json_str(job.transforms.name()),
-        files.join(","),
-        images.join(",")
-    );
+    let files = paths.iter().map(|p| p.display().to_string()).collect();
+    let line = RenderReport::new(&gpu.adapter.to_string(), job, out, files).to_json();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}").map_err(|e| format!("cannot write the JSON report: {e}"))
 }

@@ -1,0 +1,410 @@
+// featvis.js — the one JS layer over the wasm engine, shared by the page
+// (app.js) and the widget (featvis-widget.js):
+//   getEngine()            one WebGPU device per page, created on first use
+//   loadWeights(source)    one download per URL per page, kept in the Cache API
+//   render(job)            renders scheduled one step at a time, round-robin,
+//                          with pause / resume / stop
+//   pageUrl(job), jobFromQuery(params)   settings ↔ the page's URL query
+// Every URL is resolved against this module's own URL, so a blog that loads
+// the widget from another folder or site still finds the wasm and weights.
+import init, { Engine } from "./pkg/featvis.js";
+
+const HERE = import.meta.url;
+
+/** The weights `featvis fetch-weights` writes beside the page: f16 first, f32 as the fallback. */
+export const DEFAULT_WEIGHTS = [
+  new URL("weights/vgg16-imagenet-f16.safetensors", HERE).href,
+  new URL("weights/vgg16-imagenet.safetensors", HERE).href,
+];
+
+/** The settings a link carries, with the CLI's option names. */
+export const QUERY_KEYS = ["layer", "channels", "objective", "batch", "size", "steps", "transforms", "param", "lr", "seed", "preset", "redirect", "weights"];
+
+export const NO_WEBGPU =
+  "This browser has no WebGPU, which featvis needs to run VGG16 on your GPU. It works in Chrome or Edge 113+ " +
+  "(Windows, macOS, ChromeOS, Android), Safari 26+ and Firefox 141+ on Windows. On Linux, Chrome needs " +
+  "chrome://flags/#enable-unsafe-webgpu enabled (or the --enable-unsafe-webgpu command-line flag).";
+
+const CACHE_NAME = "featvis-weights";
+
+function asError(e) {
+  if (e instanceof Error) return e;
+  return new Error(typeof e === "string" ? e : e?.message ?? String(e));
+}
+
+// ---------------------------------------------------------------- engine
+
+let enginePromise = null;
+
+/** The page's one engine (WebGPU device + weights). Rejects with a message for the user. */
+export function getEngine() {
+  if (!enginePromise) {
+    enginePromise = (async () => {
+      if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
+      try {
+        await init({ module_or_path: new URL("pkg/featvis_bg.wasm", HERE) });
+      } catch (e) {
+        throw new Error(`Could not load featvis's wasm module (pkg/featvis_bg.wasm beside featvis.js): ${asError(e).message}. ` +
+          "Build it with tools/build-web.");
+      }
+      try {
+        return await Engine.create();
+      } catch (e) {
+        const msg = asError(e).message;
+        throw new Error(/adapter|WebGPU/i.test(msg) ? `${NO_WEBGPU} (${msg})` : msg);
+      }
+    })();
+  }
+  return enginePromise;
+}
+
+// ---------------------------------------------------------------- weights
+
+const loads = new Map(); // key → { promise, listeners:Set }
+let current = null;
+
+/** The summary of the weights loaded last (null before any). */
+export function currentWeights() {
+  return current;
+}
+
+async function openCache() {
+  try {
+    return globalThis.caches ? await caches.open(CACHE_NAME) : null;
+  } catch {
+    return null; // no Cache API (an insecure context, private mode): download each time
+  }
+}
+
+/** Forget the weights kept in this browser; the next load downloads them again. */
+export async function forgetWeights() {
+  loads.clear();
+  try {
+    if (globalThis.caches) await caches.delete(CACHE_NAME);
+  } catch {
+    /* nothing kept */
+  }
+}
+
+class NotFound extends Error {}
+
+// Download `url` with progress; a cached copy is used when the server still
+// has the same file (a HEAD request: no body bytes) or cannot be reached.
+async function fetchBytes(url, onBytes) {
+  const cache = await openCache();
+  const hit = cache ? await cache.match(url) : undefined;
+  if (hit) {
+    const size = Number(hit.headers.get("content-length"));
+    const etag = hit.headers.get("etag");
+    let fresh = true;
+    try {
+      const head = await fetch(url, { method: "HEAD", cache: "no-store" });
+      if (head.status === 404) fresh = false;
+      else if (head.ok) {
+        const len = Number(head.headers.get("content-length"));
+        const tag = head.headers.get("etag");
+        if ((len && size && len !== size) || (tag && etag && tag !== etag)) fresh = false;
+      }
+    } catch {
+      /* offline: the cached copy is what there is */
+    }
+    if (fresh) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (!size || bytes.length === size) {
+        onBytes(bytes.length, bytes.length);
+        return { bytes, cached: true, etag, cache };
+      }
+    }
+    await cache.delete(url);
+  }
+  let res;
+  try {
+    res = await fetch(url, { cache: "no-store" });
+  } catch (e) {
+    throw new Error(`Could not download the weights from ${url}: ${asError(e).message}. ` +
+      "If they are on another site, that site must allow it (CORS: Access-Control-Allow-Origin).");
+  }
+  if (res.status === 404) throw new NotFound(`${url} was not found (404).`);
+  if (!res.ok) throw new Error(`Could not download the weights from ${url}: HTTP ${res.status} ${res.statusText}.`);
+  const total = Number(res.headers.get("content-length")) || 0;
+  let bytes;
+  if (res.body && total) {
+    bytes = new Uint8Array(total);
+    let got = 0;
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (got + value.length > total) throw new Error(`${url}: the server sent more than its Content-Length (${total} bytes).`);
+      bytes.set(value, got);
+      got += value.length;
+      onBytes(got, total);
+    }
+    if (got !== total) throw new Error(`${url}: the download stopped at ${got} of ${total} bytes; try again.`);
+  } else {
+    bytes = new Uint8Array(await res.arrayBuffer());
+    onBytes(bytes.length, bytes.length);
+  }
+  return { bytes, cached: false, etag: res.headers.get("etag"), cache };
+}
+
+// One load per key per page; every caller's onBytes hears the progress.
+function shared(key, listener, start) {
+  let entry = loads.get(key);
+  if (!entry) {
+    const listeners = new Set();
+    entry = { listeners, last: null };
+    const report = (loaded, total) => {
+      entry.last = [loaded, total];
+      for (const l of listeners) l(loaded, total);
+    };
+    entry.promise = start(report).catch((e) => {
+      loads.delete(key);
+      throw e;
+    });
+    loads.set(key, entry);
+  }
+  if (listener) {
+    entry.listeners.add(listener);
+    if (entry.last) listener(...entry.last);
+    entry.promise.finally(() => entry.listeners.delete(listener)).catch(() => {});
+  }
+  return entry.promise;
+}
+
+async function loadUrl(url, report) {
+  const got = await fetchBytes(url, report);
+  const engine = await getEngine();
+  let summary;
+  try {
+    summary = JSON.parse(engine.loadWeights(got.bytes));
+  } catch (e) {
+    throw new Error(`${url}: ${asError(e).message}`);
+  }
+  if (got.cache && !got.cached) {
+    const headers = { "content-type": "application/octet-stream", "content-length": String(got.bytes.length) };
+    if (got.etag) headers.etag = got.etag;
+    try {
+      await got.cache.put(url, new Response(got.bytes, { headers }));
+    } catch {
+      /* quota: the next visit downloads again */
+    }
+  }
+  return { ...summary, url, cached: got.cached };
+}
+
+/**
+ * Load weights into the engine: `source` is a URL, a File/Blob (a
+ * .safetensors the user picked or dropped), or null for the default (f16,
+ * falling back to f32). Resolves the summary (layers, preprocessing, text, url, cached).
+ */
+export async function loadWeights(source = null, { onBytes } = {}) {
+  let summary;
+  if (source && typeof source === "object" && "arrayBuffer" in source) {
+    const name = source.name ?? "the file";
+    summary = await shared(`file:${name}:${source.size}:${source.lastModified ?? ""}`, onBytes, async (report) => {
+      const bytes = new Uint8Array(await source.arrayBuffer());
+      report(bytes.length, bytes.length);
+      const engine = await getEngine();
+      try {
+        return { ...JSON.parse(engine.loadWeights(bytes)), url: name, cached: false };
+      } catch (e) {
+        throw new Error(`${name}: ${asError(e).message}`);
+      }
+    });
+  } else if (source) {
+    const url = new URL(String(source), globalThis.location?.href ?? HERE).href;
+    try {
+      summary = await shared(url, onBytes, (report) => loadUrl(url, report));
+    } catch (e) {
+      if (e instanceof NotFound) throw new Error(`No weights: ${e.message} Check the weights URL, or drop a .safetensors file on the page.`);
+      throw e;
+    }
+  } else {
+    summary = await shared("default", onBytes, async (report) => {
+      for (const url of DEFAULT_WEIGHTS) {
+        try {
+          return await loadUrl(url, report);
+        } catch (e) {
+          if (!(e instanceof NotFound)) throw e;
+        }
+      }
+      throw new Error(`No weights: neither ${DEFAULT_WEIGHTS.map((u) => u.split("/").pop()).join(" nor ")} is beside the page (404). ` +
+        "Run `featvis fetch-weights` (tools/run does it) and reload, or drop a .safetensors file on the page.");
+    });
+  }
+  // The engine holds one set of weights at a time: the last loaded.
+  current = summary;
+  return summary;
+}
+
+// ---------------------------------------------------------------- renders
+
+const active = []; // handles not yet done, in start order
+let turn = 0;
+let running = false;
+
+const yieldToBrowser = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/** A render in the page's schedule. */
+export class RenderHandle {
+  constructor(job, onProgress) {
+    this.job = job;
+    this.onProgress = onProgress;
+    this.state = "queued";
+    this.task = null;
+    this.labels = [];
+    this.result = null;
+    this.paused = false;
+    this.stopRequested = false;
+    this.promise = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.promise.catch(() => {}); // callers that only watch state must not see an unhandled rejection
+  }
+
+  /** Stop taking steps (the GPU state stays); other renders go on. */
+  pause() {
+    if (this.state === "queued" || this.state === "running") {
+      this.paused = true;
+      this.state = "paused";
+    }
+  }
+
+  resume() {
+    if (this.state === "paused") {
+      this.paused = false;
+      this.state = this.task ? "running" : "queued";
+      kick();
+    }
+  }
+
+  /** End the render after the step under way; resolves the promise with the images as they are. */
+  stop() {
+    if (this.state === "done" || this.state === "stopped" || this.state === "error") return this.promise.catch(() => {});
+    this.stopRequested = true;
+    this.paused = false;
+    kick();
+    return this.promise.catch(() => {});
+  }
+}
+
+function retire(h) {
+  const i = active.indexOf(h);
+  if (i >= 0) active.splice(i, 1);
+}
+
+async function advance(h) {
+  try {
+    if (!h.task) {
+      if (h.stopRequested) {
+        h.state = "stopped";
+        retire(h);
+        h._resolve(null);
+        return;
+      }
+      const engine = await getEngine();
+      if (!engine.hasWeights()) await loadWeights(null);
+      h.task = engine.start(JSON.stringify(h.job));
+      h.labels = JSON.parse(h.task.labels());
+    }
+    if (h.stopRequested) {
+      await h.task.stop();
+      h.result = JSON.parse(h.task.result());
+      h.state = "stopped";
+      retire(h);
+      h._resolve(h.result);
+      return;
+    }
+    h.state = "running";
+    const p = JSON.parse(await h.task.step());
+    if (p.finished) {
+      h.result = JSON.parse(h.task.result());
+      h.state = "done";
+      retire(h);
+    } else if (h.paused) {
+      h.state = "paused";
+    }
+    try {
+      h.onProgress?.(p, h);
+    } catch (e) {
+      console.error("featvis: a progress callback failed", e);
+    }
+    if (p.finished) h._resolve(h.result);
+  } catch (e) {
+    h.state = "error";
+    retire(h);
+    h._reject(asError(e));
+  }
+}
+
+async function loop() {
+  running = true;
+  try {
+    for (;;) {
+      const ready = active.filter((h) => !h.paused || h.stopRequested);
+      if (!ready.length) break;
+      const h = ready[turn++ % ready.length];
+      await advance(h);
+      await yieldToBrowser();
+    }
+  } finally {
+    running = false;
+  }
+}
+
+function kick() {
+  if (!running) loop();
+}
+
+/**
+ * Render `job` (the CLI's option names: layer, channels, objective, batch,
+ * size, steps, preset, transforms, param, lr, seed, redirect, snapshots,
+ * preview_every). Steps of several renders interleave; the browser's event
+ * loop runs between any two.
+ */
+export function render(job, { onProgress } = {}) {
+  const h = new RenderHandle(job, onProgress);
+  active.push(h);
+  kick();
+  return h;
+}
+
+// ---------------------------------------------------------------- links
+
+/** The page (index.html beside this module) with `job`'s settings in its query. */
+export function pageUrl(job, { weights = null, run = false, base = new URL("index.html", HERE).href } = {}) {
+  const u = new URL(base);
+  for (const k of QUERY_KEYS) {
+    const v = k === "weights" ? weights ?? job.weights : job[k];
+    if (v !== undefined && v !== null && v !== "") u.searchParams.set(k, String(v));
+  }
+  if (run) u.searchParams.set("run", "1");
+  return u.href;
+}
+
+const INTEGER_KEYS = ["batch", "size", "steps", "seed"];
+
+/** A link's query → { job, weights, run, errors } (errors: what in the link is malformed). */
+export function jobFromQuery(params) {
+  const job = {};
+  const errors = [];
+  for (const k of QUERY_KEYS) {
+    const v = params.get(k);
+    if (v === null || v === "" || k === "weights") continue;
+    if (INTEGER_KEYS.includes(k)) {
+      if (!/^\d+$/.test(v.trim())) errors.push(`${k} in the link must be a whole number, got “${v}”`);
+      else job[k] = Number(v);
+    } else if (k === "lr") {
+      const x = Number(v);
+      if (!Number.isFinite(x) || x <= 0) errors.push(`lr in the link must be a positive number, got “${v}”`);
+      else job.lr = x;
+    } else if (k === "redirect") {
+      job.redirect = !["0", "false", "off", "no"].includes(v.toLowerCase());
+    } else {
+      job[k] = v;
+    }
+  }
+  return { job, weights: params.get("weights") || null, run: params.get("run") === "1", errors };
+}
