@@ -16,11 +16,13 @@ pub struct LimitExceeded {
 
 impl fmt::Display for LimitExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} needs {} but this device's {} is {}; use a smaller image size or batch",
-            self.what, self.needed, self.limit, self.allowed
-        )
+        // Limits named *_size are bytes: both sides in binary units.
+        if self.limit.ends_with("_size") {
+            let (needed, allowed) = (crate::render::human_bytes(self.needed), crate::render::human_bytes(self.allowed));
+            write!(f, "{} needs {needed}, but this device allows {allowed} ({}); use a smaller image size or batch", self.what, self.limit)
+        } else {
+            write!(f, "{} needs {} but this device's {} is {}; use a smaller image size or batch", self.what, self.needed, self.limit, self.allowed)
+        }
     }
 }
 

@@ -380,10 +380,7 @@ impl Render {
             Objectives::PerImage(list) => {
                 if fit == 0 {
                     return Err(Error::Limit(LimitExceeded {
-                        what: format!(
-                            "one {h}x{w} image's largest activation ({})",
-                            human_bytes(image_bytes(model, h, w))
-                        ),
+                        what: format!("one {h}x{w} image's largest activation"),
                         limit: "max_storage_buffer_binding_size",
                         needed: image_bytes(model, h, w),
                         allowed: gpu.max_binding_bytes(),

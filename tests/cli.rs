@@ -91,18 +91,6 @@ fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
     (w, h, out)
 }
 
-/// The numbers after `"key":` in the JSON report, in order.
-fn json_numbers(json: &str, key: &str) -> Vec<f64> {
-    let pat = format!("\"{key}\":");
-    json.match_indices(&pat)
-        .map(|(i, _)| {
-            let rest = &json[i + pat.len()..];
-            let end = rest.find([',', '}', ']']).unwrap();
-            rest[..end].trim().parse().unwrap()
-        })
-        .collect()
-}
-
 fn tile(rgb: &[u8], gw: usize, i: usize, cols: usize, size: usize, margin: usize) -> Vec<u8> {
     let (ox, oy) = (margin + (i % cols) * (size + margin), margin + (i / cols) * (size + margin));
     let mut t = Vec::new();
@@ -125,17 +113,19 @@ fn renders_a_grid_of_conv2_2_channels_with_real_weights() {
     assert!(o.status.success(), "{stderr}");
     let json = String::from_utf8(o.stdout).unwrap();
     eprintln!("{stderr}\n{json}");
-    for key in ["\"adapter\":", "\"size\":48", "\"steps\":32", "\"ms_per_step\":", "\"images\":["] {
-        assert!(json.contains(key), "{key} missing in {json}");
-    }
-    let initial = json_numbers(&json, "initial_activation");
-    let last = json_numbers(&json, "final_activation");
+    // A standard JSON parser reads it into the report type the page shares.
+    let report: featvis::report::RenderReport = serde_json::from_str(json.trim()).expect("the --json line parses");
+    assert_eq!((report.size, report.steps, report.steps_done, report.cancelled), (48, 32, 32, false));
+    assert!(!report.adapter.is_empty());
+    assert_eq!((report.transforms.as_str(), report.param.as_str(), report.seed), ("distill", "fft", 3));
+    let initial: Vec<f64> = report.images.iter().map(|i| i.initial_activation as f64).collect();
+    let last: Vec<f64> = report.images.iter().map(|i| i.final_activation as f64).collect();
     assert_eq!((initial.len(), last.len()), (4, 4));
     for (c, (a, b)) in initial.iter().zip(&last).enumerate() {
         assert!(*b > 0.0 && *b >= 10.0 * a.abs(), "conv2_2:{c}: {a} → {b}");
     }
-    assert!(json.contains("\"objective\":\"conv2_2:3\""), "{json}");
-    assert!(json_numbers(&json, "ms_per_step")[0] > 0.0);
+    assert_eq!(report.images[3].objective, "conv2_2:3");
+    assert!(report.ms_per_step > 0.0);
 
     let (gw, gh, rgb) = decode_png(&std::fs::read(&out).unwrap());
     assert_eq!((gw, gh), (2 * 48 + 3 * 4, 2 * 48 + 3 * 4));
@@ -215,10 +205,10 @@ fn bad_input_is_a_one_line_error_and_writes_nothing() {
     call(&["--layer", "conv6_1"], "unknown layer `conv6_1`");
     call(&["--layer", "conv3_3", "--channels", "250-256"], "channel 256 is out of range");
     call(&["--layer", "conv5_3", "--size", "15"], "too small");
-    call(&["--steps", "0"], "--steps must be at least 1");
+    call(&["--steps", "0"], "steps must be at least 1");
     call(&["--snapshots", "3"], "outside 1..=2");
     call(&["--preset", "fast"], "unknown preset `fast`");
-    call(&["--channels", "3-1"], "--channels expects");
+    call(&["--channels", "3-1"], "channels expects a list like 0-7,12");
     call(&["--objective", "conv4_3:"], "");
     call(&["--transforms", "wobbly"], "unknown transforms");
     call(&["--frobnicate"], "unknown option `--frobnicate`");

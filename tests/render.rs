@@ -190,3 +190,51 @@ gpu_test! {
         assert!(e.contains("do not fit"), "{e}");
     }
 }
+
+gpu_test! {
+    async fn stepping_by_hand_matches_the_loop_and_stops_keep_the_images() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        let mut j = job(channels("conv1_2", &[0, 1, 2]), 13, 4);
+        j.max_batch = 2;
+        j.snapshots = vec![2];
+        j.preview_every = 2;
+        j.loss_every = 1;
+        let (whole, _) = run(g, &model, &j).await;
+        let mut r = render::Render::new(g, &model, &Preprocessing::keras(), &j).unwrap();
+        assert_eq!(r.labels(), ["conv1_2:0", "conv1_2:1", "conv1_2:2"]);
+        assert_eq!(r.batches(), (2, 2));
+        let mut reports = Vec::new();
+        while !r.is_finished() {
+            reports.push(r.step(g, &model).await.unwrap());
+        }
+        assert_eq!(reports.len(), 8);
+        for (k, s) in reports.iter().enumerate() {
+            let n = s.images.len();
+            assert_eq!(s.losses.as_ref().map(Vec::len), Some(n), "step {k}: one loss per image");
+            assert!(s.losses.as_ref().unwrap().iter().all(|v| v.is_finite()));
+            // A preview every 2 steps (and at each batch's end), 13·13·3 floats an image.
+            assert_eq!(s.preview.as_ref().map(Vec::len), (s.step % 2 == 0).then_some(n * 13 * 13 * 3), "step {k}");
+            assert_eq!(s.snapshot, (s.step == 2).then_some(2));
+            assert_eq!(s.batch_done, s.step == 4);
+        }
+        assert!(reports[7].finished && !reports[6].finished);
+        let out = r.output();
+        assert_eq!(out.images.len(), 3);
+        for (a, b) in out.images.iter().zip(&whole.images) {
+            assert!(a.pixels == b.pixels && a.last.to_bits() == b.last.to_bits(), "stepping by hand changed {}", a.objective);
+        }
+        assert!(r.step(g, &model).await.is_err(), "a finished render takes no more steps");
+
+        // Stopped in its second step: the first batch's images as they are, no second batch.
+        let mut r = render::Render::new(g, &model, &Preprocessing::keras(), &j).unwrap();
+        r.step(g, &model).await.unwrap();
+        let second = r.step(g, &model).await.unwrap();
+        r.stop(g).await.unwrap();
+        assert!(r.is_finished());
+        let out = r.output();
+        assert!(out.cancelled && out.steps_done == 2 && out.images.len() == 2);
+        let preview = second.preview.unwrap();
+        assert!(out.images[1].pixels[..] == preview[13 * 13 * 3..], "the stopped images are the last preview's");
+    }
+}
