@@ -491,7 +491,7 @@ impl Render {
         let t0 = now_ms();
         p.run(gpu, 1).await?;
         let step = self.steps_done + 1;
-        let every = |n: u32| n > 0 && step % n == 0;
+        let every = |n: u32| n > 0 && step.is_multiple_of(n);
         let losses = if every(job.loss_every) {
             Some(p.read_losses(gpu).await?)
         } else {
