@@ -42,7 +42,7 @@ pub enum Error {
     UnknownLayer { name: String, known: String },
     #[error("shader `{shader}` has no constant `{constant}` to specialize")]
     Specialize { shader: String, constant: String },
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     Invalid(String),
     #[error("the GPU device was lost ({0}); a new device is needed: reload the page, or run the command again")]
     DeviceLost(String),

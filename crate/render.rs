@@ -87,7 +87,8 @@ pub struct Job {
     /// Read each image's objective value every this many steps and pass it
     /// to the progress callback (0: never; each read waits for the GPU).
     pub values_every: u32,
-    /// Read the images every this many steps for a preview (0: never).
+    /// Read the images every this many steps, and after each batch's first
+    /// step, for a preview (0: never).
     pub preview_every: u32,
     /// Read each image's objective value as the step computed it (on that
     /// step's transformed image, as Lucid's loop reports its loss) every
@@ -502,7 +503,10 @@ impl Render {
         self.steps_done = step;
         self.done += 1;
         let values = if every(job.values_every) { Some(p.evaluate(gpu).await?) } else { None };
-        let mut preview = if every(job.preview_every) { Some(p.read_images(gpu).await?) } else { None };
+        // The first step of a batch is previewed too: the page shows pixels
+        // as soon as there are any.
+        let wants_preview = job.preview_every > 0;
+        let mut preview = if every(job.preview_every) || (wants_preview && step == 1) { Some(p.read_images(gpu).await?) } else { None };
         let mut snapshot = None;
         if active.snap < job.snapshots.len() && job.snapshots[active.snap] == step {
             let imgs = match &preview {
@@ -515,7 +519,6 @@ impl Render {
         }
         let range = group.range.clone();
         let batch_done = step == job.steps;
-        let wants_preview = job.preview_every > 0;
         if batch_done {
             let pixels = self.finish_batch(gpu).await?;
             if preview.is_none() && wants_preview {

@@ -156,7 +156,10 @@ impl Engine {
     #[wasm_bindgen(js_name = loadWeights)]
     pub fn load_weights(&self, bytes: &[u8]) -> Result<String, JsError> {
         self.shared.check_alive()?;
-        let (file, summary) = crate::weights::LoadSummary::check(bytes).map_err(|e| JsError::new(&format!("weights file: {e}")))?;
+        let (file, summary) = crate::weights::LoadSummary::check(bytes).map_err(|e| {
+            let msg = e.to_string();
+            JsError::new(&if msg.starts_with("weights file") { msg } else { format!("weights file: {msg}") })
+        })?;
         let model = crate::model::Vgg16::upload(&self.shared.gpu, &file.weights).map_err(|e| self.shared.error(e))?;
         let mut json: serde_json::Value = serde_json::from_str(&summary.to_json()).map_err(|e| JsError::new(&e.to_string()))?;
         json["layers"] = layers_json(model.has_fc(), model.classes());
@@ -212,6 +215,8 @@ impl Engine {
         Ok(RenderTask {
             shared: self.shared.clone(),
             weights,
+            size: (job.height, job.width),
+            labels: render.labels(),
             render: RefCell::new(Some(render)),
             rgba: RefCell::new(vec![None; n]),
             failed: RefCell::new(None),
@@ -284,6 +289,9 @@ pub struct RenderTask {
     rgba: RefCell<Vec<Option<Vec<u8>>>>,
     /// The error that ended the render, if one did.
     failed: RefCell<Option<String>>,
+    /// Image height and width, and each image's objective (readable while a step runs).
+    size: (usize, usize),
+    labels: Vec<String>,
 }
 
 impl RenderTask {
@@ -391,17 +399,17 @@ impl RenderTask {
         self.rgba.borrow().len()
     }
 
-    pub fn height(&self) -> Result<usize, JsError> {
-        self.with(|r| r.job().height)
+    pub fn height(&self) -> usize {
+        self.size.0
     }
 
-    pub fn width(&self) -> Result<usize, JsError> {
-        self.with(|r| r.job().width)
+    pub fn width(&self) -> usize {
+        self.size.1
     }
 
     /// Each image's objective in the text syntax, as a JSON array.
-    pub fn labels(&self) -> Result<String, JsError> {
-        self.with(|r| serde_json::Value::from(r.labels()).to_string())
+    pub fn labels(&self) -> String {
+        serde_json::Value::from(self.labels.clone()).to_string()
     }
 
     /// Image `i` as RGBA bytes (H·W·4) as of its latest preview or its

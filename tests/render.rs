@@ -213,8 +213,8 @@ gpu_test! {
             let n = s.images.len();
             assert_eq!(s.losses.as_ref().map(Vec::len), Some(n), "step {k}: one loss per image");
             assert!(s.losses.as_ref().unwrap().iter().all(|v| v.is_finite()));
-            // A preview every 2 steps (and at each batch's end), 13·13·3 floats an image.
-            assert_eq!(s.preview.as_ref().map(Vec::len), (s.step % 2 == 0).then_some(n * 13 * 13 * 3), "step {k}");
+            // A preview after the first step and every 2 steps, 13·13·3 floats an image.
+            assert_eq!(s.preview.as_ref().map(Vec::len), (s.step == 1 || s.step % 2 == 0).then_some(n * 13 * 13 * 3), "step {k}");
             assert_eq!(s.snapshot, (s.step == 2).then_some(2));
             assert_eq!(s.batch_done, s.step == 4);
         }

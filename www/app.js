@@ -155,6 +155,7 @@ function readForm() {
     param: $("param").value,
     lr: $("lr").value.trim(),
     seed: $("seed").value.trim(),
+    redirect: $("redirect").checked,
   };
 }
 
@@ -209,6 +210,7 @@ function jobFromForm(f = readForm()) {
   }
   job.transforms = f.transforms;
   job.param = f.param;
+  if (!f.redirect) job.redirect = false;
   return job;
 }
 
@@ -231,6 +233,7 @@ function queryFromForm(f = readForm(), { run = false } = {}) {
   for (const k of ["size", "steps", "transforms", "param", "lr", "seed"]) {
     if (String(f[k]) !== String(d[k])) q.set(k, f[k]);
   }
+  if (!f.redirect) q.set("redirect", "0");
   if (weightsLink) q.set("weights", weightsLink);
   if (run) q.set("run", "1");
   return q;
@@ -247,7 +250,7 @@ function linkFor(opts) {
 // from their layers); everything else is set at once.
 function settingsFromQuery(q) {
   const s = {};
-  for (const k of ["layer", "channels", "objective", "batch", "preset", "size", "steps", "transforms", "param", "lr", "seed"]) {
+  for (const k of ["layer", "channels", "objective", "batch", "preset", "size", "steps", "transforms", "param", "lr", "seed", "redirect"]) {
     if (q.has(k)) s[k] = q.get(k);
   }
   return { settings: s, weights: q.get("weights") || null, run: q.get("run") === "1" || q.get("run") === "true" };
@@ -260,6 +263,7 @@ function applySettings(s) {
   }
   for (const k of ["size", "steps", "lr", "seed"]) if (s[k] !== undefined) $(k).value = s[k];
   for (const k of ["transforms", "param"]) if (s[k] !== undefined) selectValue($(k), s[k]);
+  if (s.redirect !== undefined) $("redirect").checked = !["0", "false", "off", "no"].includes(s.redirect.toLowerCase());
   if (s.objective !== undefined) {
     setMode("objective");
     $("objective").value = s.objective;
@@ -426,7 +430,9 @@ function setupRun(job, info) {
     previewed: new Array(n).fill(false),
   };
   $("run").hidden = false;
+  $("stage-empty").hidden = true;
   $("numbers").hidden = true;
+  $("run-what").textContent = describe(job, info);
   $("download-grid").disabled = true;
   $("result-text").textContent = "";
   $("run-progress").value = 0;
@@ -460,6 +466,15 @@ function setupRun(job, info) {
   drawPlot();
 }
 
+// One line on what is being rendered: "conv2_2, channels 0-3: 4 images of 48×48 px, …".
+function describe(job, info) {
+  const what = job.layer ? `${job.layer}, channel${info.images === 1 ? "" : "s"} ${job.channels}` : job.objective;
+  const n = `${info.images} image${info.images === 1 ? "" : "s"} of ${info.size}×${info.size} px`;
+  const batches = info.batches > 1 ? ` in ${info.batches} batches` : "";
+  const how = `${job.transforms} transforms, ${job.param === "fft" ? "Fourier" : "pixel"} parameterization, lr ${job.lr}, seed ${job.seed}`;
+  return `${what} — ${n}${batches}, ${info.steps} steps; ${how}${job.redirect === false ? ", no redirected ReLU" : ""}`;
+}
+
 // Under a tile: its channel for a layer grid, else the objective (and image).
 function tileLabel(i) {
   if (run.job.layer) return String(run.channels[i] ?? run.info.labels[i] ?? i);
@@ -472,8 +487,9 @@ function drawTile(i) {
   if (!px) return false;
   const canvas = $("tiles").children[i]?.querySelector("canvas");
   if (!canvas) return false;
-  const w = run.handle.task.width();
-  const h = run.handle.task.height();
+  const w = run.info.size;
+  const h = run.info.size;
+  if (px.length !== w * h * 4) return false;
   if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
   canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(px), w, h), 0, 0);
   if (!run.previewed[i]) {
@@ -546,7 +562,7 @@ async function startRender() {
     const result = await handle.promise;
     finished(result);
   } catch (e) {
-    failed(e);
+    await failed(e);
   } finally {
     current = null;
     setRunning(false);
@@ -554,6 +570,13 @@ async function startRender() {
 }
 
 function finished(result) {
+  if (!result) {
+    // Stopped before its first step: nothing was rendered.
+    $("run").hidden = true;
+    $("stage-empty").hidden = false;
+    setState(fv.weights ? "ready" : "loading");
+    return;
+  }
   fv.result = result;
   for (let i = 0; i < run.info.images; i++) drawTile(i);
   schedulePlot();
@@ -583,13 +606,21 @@ function finished(result) {
   }
 }
 
-function failed(e) {
-  const lost = engine.lost?.();
-  const text = lost ? `The GPU device was lost during the render: ${lost}` : `The render failed: ${message(e)}`;
+async function failed(e) {
+  // A lost device fails the step's readback before the device's `lost`
+  // promise has settled: give it a moment to say why.
+  let lost = engine.lost?.();
+  for (let k = 0; k < 10 && !lost; k++) {
+    await new Promise((r) => setTimeout(r, 50));
+    lost = engine.lost?.();
+  }
+  const text = lost
+    ? `The GPU device was lost during the render (${lost}).`
+    : `The render failed: ${message(e)}`;
   $("run-text").textContent = "Failed.";
   fail(text, {
     restart: true,
-    help: "A GPU that was lost needs a fresh start: the button reloads the page with the same settings and renders again.",
+    help: "A lost GPU needs a fresh start: the button reloads the page with the same settings and renders again.",
     kind: "gpu",
   });
 }
@@ -667,6 +698,16 @@ function snapshotSteps() {
   return [...steps].sort((a, b) => a - b);
 }
 
+// Image i at snapshot `step`, or undefined (also while a step is in flight:
+// the task answers only between steps).
+function snapshotRGBA(step, i) {
+  try {
+    return run?.handle?.task?.snapshotRGBA(step, i);
+  } catch {
+    return undefined;
+  }
+}
+
 function openViewer(i) {
   if (!run) return;
   viewer.index = i;
@@ -683,11 +724,10 @@ function drawViewer() {
   const big = $("viewer-canvas");
   const size = run.info.size;
   big.style.setProperty("--shown", `${Math.max(1, Math.floor(512 / size)) * size}px`);
-  let px = null;
-  if (task) px = viewer.step ? task.snapshotRGBA(viewer.step, i) : task.previewRGBA(i);
+  const px = task ? (viewer.step ? snapshotRGBA(viewer.step, i) : task.previewRGBA(i)) : null;
   if (px) {
-    big.width = task.width();
-    big.height = task.height();
+    big.width = size;
+    big.height = size;
     big.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(px), big.width, big.height), 0, 0);
   } else {
     big.width = size;
@@ -701,7 +741,7 @@ function drawViewer() {
   // The snapshots strip: 32, 64, 128 … steps, then the final image.
   const strip = $("viewer-snapshots");
   strip.innerHTML = "";
-  const entries = [...snapshotSteps().map((s) => [s, task?.snapshotRGBA(s, i)]), [0, task?.previewRGBA(i)]];
+  const entries = [...snapshotSteps().map((s) => [s, snapshotRGBA(s, i)]), [0, task?.previewRGBA(i)]];
   for (const [s, rgba] of entries) {
     if (!rgba || (s && s === stepsForName(0) && !current)) continue; // the last snapshot is the final image
     const b = document.createElement("button");
@@ -709,8 +749,8 @@ function drawViewer() {
     b.className = "snapshot";
     b.setAttribute("aria-pressed", String(s === viewer.step));
     const c = document.createElement("canvas");
-    c.width = task.width();
-    c.height = task.height();
+    c.width = size;
+    c.height = size;
     c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), c.width, c.height), 0, 0);
     const cap = document.createElement("span");
     cap.textContent = s ? `${s}` : current ? "now" : `${stepsForName(0)}`;
@@ -827,6 +867,7 @@ function exampleObjective(kind) {
 
 function setupBench() {
   async function bench(size, batch, layers = "", schedule = "") {
+    $("bench-section").open = true;
     if (schedule) engine.setConvSchedule(schedule);
     $("schedule").textContent = engine.convSchedule();
     $("bench-run").disabled = true;
@@ -1000,7 +1041,15 @@ async function main() {
   } catch (e) {
     $("status").textContent = "No WebGPU.";
     showWeightsStatus("Weights need WebGPU (see above).", true);
-    fail(message(e), { help: WEBGPU_HELP, kind: "webgpu" });
+    const text = message(e);
+    // featvis.js's message names the browsers that work (then the adapter's
+    // own words, shown apart); add them if it did not.
+    const known = featvis.NO_WEBGPU;
+    if (known && text.startsWith(known) && text.length > known.length) {
+      fail(known, { help: `What the browser said: ${text.slice(known.length).trim().replace(/^\((.*)\)$/s, "$1")}`, kind: "webgpu" });
+    } else {
+      fail(text, { help: /enable-unsafe-webgpu/.test(text) ? "" : WEBGPU_HELP, kind: "webgpu" });
+    }
     return;
   }
   fv.engine = engine;
