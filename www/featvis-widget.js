@@ -83,6 +83,7 @@ a:not([href]) { visibility: hidden; }
 function num(x) {
   if (typeof x !== "number" || !Number.isFinite(x)) return String(x);
   const a = Math.abs(x);
+  if (x === 0) return "0";
   if (a >= 100) return x.toFixed(0);
   if (a >= 10) return x.toFixed(1);
   return x.toPrecision(2);
@@ -114,7 +115,6 @@ export class FeatvisView extends HTMLElement {
   #connected = false;
   #visible = false;
   #gen = 0; // bumped by every (re)start and stop: callbacks of an older render are ignored
-  #started = false; // this generation's render has begun (it waits for visibility before)
   #restartQueued = false;
   #handle = null;
   #result = null;
@@ -195,6 +195,9 @@ export class FeatvisView extends HTMLElement {
     this.#lastStep = null;
     this.#error.hidden = true;
     this.#error.textContent = "";
+    const named = this.getAttribute("objective") ?? this.getAttribute("layer") ?? "";
+    this.#label.textContent = named;
+    this.#label.title = named;
     let job;
     try {
       job = this.#job();
@@ -215,7 +218,7 @@ export class FeatvisView extends HTMLElement {
       (fv) => gen === this.#gen && this.#setLink(fv, job),
       () => {}, // reported when the render starts
     );
-    if (this.#visible) this.#start(job);
+    if (this.#shown()) this.#start(job);
     else this.#pendingJob = job;
   }
 
@@ -223,8 +226,8 @@ export class FeatvisView extends HTMLElement {
 
   #stop() {
     this.#gen++;
-    this.#started = false;
     this.#pendingJob = null;
+    this.#whenShown = null;
     const h = this.#handle;
     this.#handle = null;
     if (h && h.state !== "done" && h.state !== "error" && h.state !== "stopped") {
@@ -236,12 +239,23 @@ export class FeatvisView extends HTMLElement {
     }
   }
 
+  #whenShown = null; // resolves the wait of a render that loaded while out of view
+
+  #shown() {
+    return this.#visible && !document.hidden;
+  }
+
   #onPageVisibility = () => this.#onVisible(this.#visible, true);
 
   // In view (or not): start the waiting render, or pause/resume the running one.
   #onVisible(visible, pageEvent = false) {
     if (!pageEvent) this.#visible = visible;
-    const show = this.#visible && !document.hidden;
+    const show = this.#shown();
+    if (show && this.#whenShown) {
+      this.#whenShown();
+      this.#whenShown = null;
+      return;
+    }
     if (show && this.#pendingJob) {
       const job = this.#pendingJob;
       this.#pendingJob = null;
@@ -307,7 +321,6 @@ export class FeatvisView extends HTMLElement {
 
   async #start(job) {
     const gen = this.#gen;
-    this.#started = true;
     const alive = () => gen === this.#gen;
     try {
       this.#setState("loading", "starting WebGPU…");
@@ -325,14 +338,16 @@ export class FeatvisView extends HTMLElement {
       if (Array.isArray(check.labels) && check.labels.length) {
         this.#canvas.setAttribute("aria-label", `Feature visualization of VGG16: ${check.labels.join(", ")}`);
       }
+      if (!this.#shown()) {
+        // Scrolled away while loading: start once back in view.
+        this.#setState("paused", "paused (out of view)");
+        await new Promise((resolve) => (this.#whenShown = resolve));
+        if (!alive()) return;
+      }
       this.#t0 = performance.now();
       const handle = fv.render(job, { onProgress: (p, h) => alive() && this.#onProgress(p, h) });
       this.#handle = handle;
-      if (this.#visible && !document.hidden) this.#setState("queued", "waiting for the GPU");
-      else {
-        handle.pause();
-        this.#setState("paused", "paused (out of view)");
-      }
+      this.#setState("queued", "waiting for the GPU");
       const result = await handle.promise;
       if (!alive()) return;
       this.#drawAll(handle);
@@ -355,10 +370,17 @@ export class FeatvisView extends HTMLElement {
         },
       });
     } catch (e) {
+      const said = String(e?.message ?? e);
+      // featvis.js words its messages for the page (“beside the page”, “drop a file on the page”).
+      if (!url && (e?.code === "weights-not-found" || /\(404\)/.test(said))) {
+        const names = fv.DEFAULT_WEIGHTS.map((u) => u.split("/").pop()).join(" nor ");
+        throw new Error(`No weights: neither ${names} is in the weights/ folder beside featvis-widget.js (404). ` +
+          "Run `featvis fetch-weights` to put them there, or give the widget a weights=\"URL\" attribute.");
+      }
       const where = url
-        ? `check the weights="${this.getAttribute("weights")}" URL (a file on another site must be served with Access-Control-Allow-Origin)`
-        : `put weights/vgg16-imagenet-f16.safetensors beside featvis-widget.js (\`featvis fetch-weights\` makes it) or give the widget a weights="URL" attribute`;
-      throw new Error(`${e?.message ?? e} — ${where}`);
+        ? `check the widget's weights="${this.getAttribute("weights")}"; a file on another site must be served with Access-Control-Allow-Origin`
+        : `the widget looks for weights/ beside featvis-widget.js, or give it a weights="URL" attribute`;
+      throw new Error(`${said.replace(/,? or drop a \.safetensors file on the page/, "")} (${where}.)`);
     }
   }
 
@@ -393,11 +415,11 @@ export class FeatvisView extends HTMLElement {
   #doneText(result) {
     const images = result?.images ?? [];
     const secs = (performance.now() - this.#t0) / 1000;
-    const time = ` (${secs < 10 ? secs.toFixed(1) : secs.toFixed(0)} s)`;
+    const time = secs < 100 ? ` (${secs < 10 ? secs.toFixed(1) : secs.toFixed(0)} s)` : ` (${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s)`;
     if (images.length === 1) return `done: activation ${num(images[0].initial_activation)} → ${num(images[0].final_activation)}${time}`;
     if (images.length > 1) {
       const mean = (k) => images.reduce((s, im) => s + im[k], 0) / images.length;
-      return `done: ${images.length} images, mean activation ${num(mean("initial_activation"))} → ${num(mean("final_activation"))}${time}`;
+      return `done: mean activation ${num(mean("initial_activation"))} → ${num(mean("final_activation"))}${time}`;
     }
     return `done${time}`;
   }
@@ -447,7 +469,9 @@ export class FeatvisView extends HTMLElement {
   }
 
   #setStatus(text) {
-    if (this.#status.textContent !== text) this.#status.textContent = text;
+    if (this.#status.textContent === text) return;
+    this.#status.textContent = text;
+    this.#status.title = text; // the whole line where it is cut short
   }
 
   #fail(gen, e) {

@@ -27,6 +27,14 @@ export const NO_WEBGPU =
 
 const CACHE_NAME = "featvis-weights";
 
+// An Error with a `code` for callers that act on the kind of failure:
+// "no-webgpu", "weights-not-found", "weights-invalid", "device-lost".
+function coded(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
 function asError(e) {
   if (e instanceof Error) return e;
   return new Error(typeof e === "string" ? e : e?.message ?? String(e));
@@ -40,7 +48,7 @@ let enginePromise = null;
 export function getEngine() {
   if (!enginePromise) {
     enginePromise = (async () => {
-      if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
+      if (!globalThis.navigator?.gpu) throw coded("no-webgpu", NO_WEBGPU);
       try {
         await init({ module_or_path: new URL("pkg/featvis_bg.wasm", HERE) });
       } catch (e) {
@@ -51,7 +59,7 @@ export function getEngine() {
         return await Engine.create();
       } catch (e) {
         const msg = asError(e).message;
-        throw new Error(/adapter|WebGPU/i.test(msg) ? `${NO_WEBGPU} (${msg})` : msg);
+        throw /adapter|WebGPU/i.test(msg) ? coded("no-webgpu", `${NO_WEBGPU} (${msg})`) : new Error(msg);
       }
     })();
   }
@@ -179,7 +187,7 @@ async function loadUrl(url, report) {
   try {
     summary = JSON.parse(engine.loadWeights(got.bytes));
   } catch (e) {
-    throw new Error(`${url}: ${asError(e).message}`);
+    throw coded("weights-invalid", `${url}: ${asError(e).message}`);
   }
   if (got.cache && !got.cached) {
     const headers = { "content-type": "application/octet-stream", "content-length": String(got.bytes.length) };
@@ -209,7 +217,7 @@ export async function loadWeights(source = null, { onBytes } = {}) {
       try {
         return { ...JSON.parse(engine.loadWeights(bytes)), url: name, cached: false };
       } catch (e) {
-        throw new Error(`${name}: ${asError(e).message}`);
+        throw coded("weights-invalid", `${name}: ${asError(e).message}`);
       }
     });
   } else if (source) {
@@ -217,21 +225,23 @@ export async function loadWeights(source = null, { onBytes } = {}) {
     try {
       summary = await shared(url, onBytes, (report) => loadUrl(url, report));
     } catch (e) {
-      if (e instanceof NotFound) throw new Error(`No weights: ${e.message} Check the weights URL, or drop a .safetensors file on the page.`);
+      if (e instanceof NotFound) throw coded("weights-not-found", `No weights: ${e.message} Check the weights URL, or use a .safetensors file of your own.`);
       throw e;
     }
   } else {
-    summary = await shared("default", onBytes, async (report) => {
-      for (const url of DEFAULT_WEIGHTS) {
-        try {
-          return await loadUrl(url, report);
-        } catch (e) {
-          if (!(e instanceof NotFound)) throw e;
-        }
+    // The default: each file shares its load with callers that name its URL.
+    for (const url of DEFAULT_WEIGHTS) {
+      try {
+        summary = await shared(url, onBytes, (report) => loadUrl(url, report));
+        break;
+      } catch (e) {
+        if (!(e instanceof NotFound)) throw e;
       }
-      throw new Error(`No weights: neither ${DEFAULT_WEIGHTS.map((u) => u.split("/").pop()).join(" nor ")} is beside the page (404). ` +
-        "Run `featvis fetch-weights` (tools/run does it) and reload, or drop a .safetensors file on the page.");
-    });
+    }
+    if (!summary) {
+      throw coded("weights-not-found", `No weights: neither ${DEFAULT_WEIGHTS.map((u) => u.split("/").pop()).join(" nor ")} is in the weights/ folder beside featvis.js (404). ` +
+        "Run `featvis fetch-weights` (tools/run does it) and reload, or use a .safetensors file of your own.");
+    }
   }
   // The engine holds one set of weights at a time: the last loaded.
   current = summary;
@@ -308,6 +318,7 @@ async function advance(h) {
       if (!engine.hasWeights()) await loadWeights(null);
       h.task = engine.start(JSON.stringify(h.job));
       h.labels = JSON.parse(h.task.labels());
+      if (h.paused && !h.stopRequested) return; // paused while the engine or weights loaded
     }
     if (h.stopRequested) {
       await h.task.stop();
@@ -333,9 +344,12 @@ async function advance(h) {
     }
     if (p.finished) h._resolve(h.result);
   } catch (e) {
+    const err = asError(e);
+    const engine = await getEngine().catch(() => null);
+    if (!err.code && (engine?.lost() || /device was lost/i.test(err.message))) err.code = "device-lost";
     h.state = "error";
     retire(h);
-    h._reject(asError(e));
+    h._reject(err);
   }
 }
 
