@@ -357,6 +357,19 @@ test("a reload with the weights cached downloads no weights", { timeout: 120_000
     assert.equal(await page.locator("#weights-cached").isVisible(), true, "“from cache” is shown");
     assert.match(await page.locator("#weights-status").textContent(), /13 conv layers, 14,714,688 parameters, Keras preprocessing/);
 
+    // A link with run=1, the weights cached: the time to the first preview frame.
+    requests = [];
+    await page.goto(`${BASE}/?layer=conv2_2&channels=0-3&size=48&steps=32&seed=1&run=1`);
+    await page.waitForFunction(() => window.featvis?.firstPreviewMs != null || document.documentElement.dataset.state === "error", null, {
+      timeout: 60_000,
+    });
+    const firstPreviewMs = await page.evaluate(() => window.featvis.firstPreviewMs);
+    console.log(JSON.stringify({ test: "link with run=1, weights cached", first_preview_ms: firstPreviewMs, weights_gets: requests.filter((r) => r.startsWith("GET ")).length }));
+    assert.ok(firstPreviewMs > 0, `no preview frame (${firstPreviewMs})`);
+    assert.deepEqual(requests.filter((r) => r.startsWith("GET ")), [], "the link downloaded the weights again");
+    await page.click("#stop");
+    await waitState(page, ["done", "ready", "error"], 60_000);
+
     // Forget: the next load downloads again.
     await page.click("#forget-weights");
     await page.waitForFunction(() => document.getElementById("forget-status").textContent.length > 0, null, { timeout: 5000 });
