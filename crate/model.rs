@@ -268,6 +268,29 @@ impl Vgg16 {
         Ok(Vgg16 { convs, fcs })
     }
 
+    /// [`Vgg16::upload`], one layer at a time, awaiting `pause()` between
+    /// layers: in a browser `pause` yields to the event loop, so loading the
+    /// weights never holds the page's main thread for more than one layer.
+    pub async fn upload_paced<F, Fut>(gpu: &Gpu, w: &Vgg16Weights, mut pause: F) -> Result<Vgg16>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        w.validate()?;
+        pause().await;
+        let mut convs = Vec::with_capacity(w.convs.len());
+        for (t, &(name, cin, cout)) in w.convs.iter().zip(CONVS.iter()) {
+            convs.push(ConvWeights::new(gpu, name, cin, cout, &t.w_hwio, &t.bias)?);
+            pause().await;
+        }
+        let mut fcs = Vec::with_capacity(w.fcs.len());
+        for (i, f) in w.fcs.iter().enumerate() {
+            fcs.push(FcWeights::new(gpu, &format!("fc{}", i + 6), f.inputs, f.outputs, &f.w_io, &f.bias, None)?);
+            pause().await;
+        }
+        Ok(Vgg16 { convs, fcs })
+    }
+
     pub fn has_fc(&self) -> bool {
         !self.fcs.is_empty()
     }

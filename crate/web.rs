@@ -40,6 +40,25 @@ pub struct LoadedWeights {
     pub summary: crate::weights::LoadSummary,
 }
 
+/// Resolves on a later turn of the event loop (a `setTimeout(0)`), letting
+/// the page paint and run its timers.
+async fn next_turn() {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&JsValue::NULL, &resolve, &JsValue::from(0));
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// What the engine and its renders share.
 struct Shared {
     gpu: Gpu,
@@ -152,15 +171,18 @@ impl Engine {
     /// parse and check it, then upload it to the GPU. Returns a JSON summary
     /// `{bytes, dtype, conv_layers, classes, parameters, preprocessing, source, text, layers}`.
     /// A file that fails a check is refused with the check's message and the
-    /// previously loaded weights stay.
+    /// previously loaded weights stay. The upload yields to the event loop
+    /// between layers, so the page keeps scrolling while it runs.
     #[wasm_bindgen(js_name = loadWeights)]
-    pub fn load_weights(&self, bytes: &[u8]) -> Result<String, JsError> {
+    pub async fn load_weights(&self, bytes: Vec<u8>) -> Result<String, JsError> {
         self.shared.check_alive()?;
-        let (file, summary) = crate::weights::LoadSummary::check(bytes).map_err(|e| {
+        let (file, summary) = crate::weights::LoadSummary::check(&bytes).map_err(|e| {
             let msg = e.to_string();
             JsError::new(&if msg.starts_with("weights file") { msg } else { format!("weights file: {msg}") })
         })?;
-        let model = crate::model::Vgg16::upload(&self.shared.gpu, &file.weights).map_err(|e| self.shared.error(e))?;
+        drop(bytes);
+        next_turn().await;
+        let model = crate::model::Vgg16::upload_paced(&self.shared.gpu, &file.weights, next_turn).await.map_err(|e| self.shared.error(e))?;
         let mut json: serde_json::Value = serde_json::from_str(&summary.to_json()).map_err(|e| JsError::new(&e.to_string()))?;
         json["layers"] = layers_json(model.has_fc(), model.classes());
         *self.shared.weights.borrow_mut() = Some(Rc::new(LoadedWeights { model, preprocessing: file.preprocessing, summary }));

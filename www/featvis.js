@@ -185,7 +185,7 @@ async function loadUrl(url, report) {
   const engine = await getEngine();
   let summary;
   try {
-    summary = JSON.parse(engine.loadWeights(got.bytes));
+    summary = JSON.parse(await engine.loadWeights(got.bytes));
   } catch (e) {
     throw coded("weights-invalid", `${url}: ${asError(e).message}`);
   }
@@ -215,7 +215,7 @@ export async function loadWeights(source = null, { onBytes } = {}) {
       report(bytes.length, bytes.length);
       const engine = await getEngine();
       try {
-        return { ...JSON.parse(engine.loadWeights(bytes)), url: name, cached: false };
+        return { ...JSON.parse(await engine.loadWeights(bytes)), url: name, cached: false };
       } catch (e) {
         throw coded("weights-invalid", `${name}: ${asError(e).message}`);
       }
