@@ -34,6 +34,10 @@ pub enum ConvConfig {
     /// Implicit GEMM with workgroup-memory tiles of 64 pixels × 64 channels,
     /// 16×16 invocations each computing 4×4, K step 16.
     Tiled,
+    /// Generated per configuration (crate/ops/conv_gen.rs): the register
+    /// tile fully unrolled into named accumulators, weights optionally
+    /// broadcast across a subgroup.
+    Unrolled(crate::ops::conv_gen::Unrolled),
 }
 
 impl ConvConfig {
@@ -45,18 +49,33 @@ impl ConvConfig {
     /// per workgroup; measured fastest of the sweep in `tools/browser-bench.mjs`.
     pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 8, co4: 16, wg: 8 };
     pub const TILED: ConvConfig = ConvConfig::Tiled;
+    /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
+    /// per invocation in named accumulators, weights broadcast.
+    pub const LLVMPIPE_SUBGROUPS: ConvConfig =
+        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
 
     pub fn name(&self) -> String {
         match self {
             ConvConfig::Register { px, co4, wg } => format!("register(px={px},co={},wg={wg})", co4 * 4),
             ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
+            ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
         }
     }
 
-    /// Parse `tiled` or `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG 1..=256).
+    /// Parse `tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG
+    /// 1..=256) or `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups).
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
+        }
+        if let Some(rest) = text.strip_prefix("unrolled:") {
+            let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+            let u = match nums[..] {
+                [px, co4, wg] => crate::ops::conv_gen::Unrolled { px, co4, wg, sg: 0 },
+                [px, co4, wg, sg] => crate::ops::conv_gen::Unrolled { px, co4, wg, sg },
+                _ => return None,
+            };
+            return u.is_valid().then_some(ConvConfig::Unrolled(u));
         }
         let nums: Vec<u32> = text.strip_prefix("register:")?.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
         match nums[..] {
@@ -104,10 +123,10 @@ pub struct Kernel {
 
 /// What a kernel is made from.
 pub struct KernelSpec<'a> {
-    /// Shader file name, e.g. "conv.wgsl".
-    pub shader: &'static str,
-    pub source: &'static str,
-    pub entry: &'static str,
+    /// Shader file name, e.g. "conv.wgsl" (or a generated shader's name).
+    pub shader: &'a str,
+    pub source: &'a str,
+    pub entry: &'a str,
     /// Values for the shader's `const NAME: u32 = ...;` declarations.
     pub constants: Vec<(&'static str, u32)>,
     pub bindings: &'a [Binding],
@@ -177,6 +196,9 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub conv_config: ConvConfig,
+    /// The subgroup size when the device has subgroups of one fixed size
+    /// (what a broadcast across lanes needs); 0 otherwise.
+    pub subgroup_size: u32,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it was.
@@ -253,9 +275,14 @@ impl Gpu {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
+        let subgroup_size = if features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size == info.subgroup_max_size {
+            info.subgroup_min_size
+        } else {
+            0
+        };
         let conv_config = match Self::conv_config_from_env() {
             Some(c) => c,
-            None => Self::pick_conv_config(&info, &limits),
+            None => Self::pick_conv_config(&info, &limits, subgroup_size),
         };
         Ok(Gpu {
             device,
@@ -264,6 +291,7 @@ impl Gpu {
             limits,
             features,
             conv_config,
+            subgroup_size,
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
             lost,
@@ -278,7 +306,7 @@ impl Gpu {
             let v = std::env::var("FEATVIS_CONV").ok()?;
             let c = ConvConfig::parse(&v);
             if c.is_none() {
-                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled` or `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32");
+                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, or `unrolled:PX,CO4,WG[,SG]`");
             }
             c
         }
@@ -286,12 +314,14 @@ impl Gpu {
         None
     }
 
-    fn pick_conv_config(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> ConvConfig {
+    fn pick_conv_config(info: &wgpu::AdapterInfo, limits: &wgpu::Limits, subgroup_size: u32) -> ConvConfig {
         let text = format!("{} {} {}", info.name, info.driver, info.driver_info).to_lowercase();
         // In a browser the adapter is not named; a CPU adapter there is SwiftShader.
         let browser_cpu = cfg!(target_arch = "wasm32") && info.device_type == wgpu::DeviceType::Cpu;
         if text.contains("swiftshader") || browser_cpu {
             ConvConfig::SWIFTSHADER
+        } else if text.contains("llvmpipe") && subgroup_size == 8 {
+            ConvConfig::LLVMPIPE_SUBGROUPS
         } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
             ConvConfig::LLVMPIPE
         } else if limits.max_compute_invocations_per_workgroup >= 256

@@ -110,6 +110,56 @@ gpu_test! {
     }
 }
 
+/// Generated schedules without subgroups: named accumulators, weights loaded
+/// by every invocation. Tiles that do and do not divide the cases' widths
+/// and channel counts, workgroups of one and of several subgroups.
+const UNROLLED_PLAIN: [(u32, u32, u32); 4] = [(8, 4, 8), (4, 2, 16), (3, 1, 8), (5, 8, 4)];
+
+fn unrolled(px: u32, co4: u32, wg: u32, sg: u32) -> ConvConfig {
+    ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px, co4, wg, sg })
+}
+
+gpu_test! {
+    async fn conv_forward_and_backward_unrolled_named_accumulators() {
+        for (k, &(px, co4, wg)) in UNROLLED_PLAIN.iter().enumerate() {
+            for (i, case) in CASES.iter().enumerate() {
+                check_forward(unrolled(px, co4, wg, 0), *case, (i + k) % 2 == 1, 60 + (k * 10 + i) as u64).await;
+                check_backward(unrolled(px, co4, wg, 0), *case, (i + k) % 2 == 0, 160 + (k * 10 + i) as u64).await;
+            }
+        }
+    }
+}
+
+gpu_test! {
+    /// Weights loaded once per subgroup and broadcast: every tile shape that
+    /// changes how the 4·CO4 weight vec4s spread over the lanes (fewer than
+    /// the lanes, exactly as many, several rounds), one and two subgroups per
+    /// workgroup. Where the device has no fixed-size subgroups (WebGPU in
+    /// wgpu 30), asking for them is a clear error instead.
+    async fn conv_forward_and_backward_unrolled_subgroup_broadcast() {
+        let g = common::gpu().await;
+        let sg = g.subgroup_size;
+        if sg == 0 {
+            let e = match conv::ConvWeights::new(g, "test", 4, 4, &[0.0; 144], &[0.0; 4]) {
+                Ok(w) => {
+                    let s = Shape::new(1, 3, 3, 4);
+                    let t = g.tensor("t", s.padded_len()).unwrap();
+                    conv::forward(g, unrolled(8, 4, 8, 8), &w, s, &t, &t, false).await.err().expect("no subgroups: refused")
+                }
+                Err(e) => panic!("{e}"),
+            };
+            assert!(e.to_string().contains("subgroups of 8 lanes"), "{e}");
+            return;
+        }
+        for (k, &(px, co4, wg)) in [(8, 4, sg), (5, 1, sg), (4, 8, 2 * sg), (7, 3, sg)].iter().enumerate() {
+            for (i, case) in CASES.iter().enumerate() {
+                check_forward(unrolled(px, co4, wg, sg), *case, (i + k) % 2 == 0, 260 + (k * 10 + i) as u64).await;
+                check_backward(unrolled(px, co4, wg, sg), *case, (i + k) % 2 == 1, 360 + (k * 10 + i) as u64).await;
+            }
+        }
+    }
+}
+
 gpu_test! {
     /// More workgroups than one dimension allows: the dispatch is split in two
     /// dimensions and every output is still written once.

@@ -110,6 +110,8 @@ impl ConvWeights {
 
 fn entry(config: ConvConfig, backward: bool) -> &'static str {
     match (config, backward) {
+        (ConvConfig::Unrolled(_), false) => "conv3x3_forward_unrolled",
+        (ConvConfig::Unrolled(_), true) => "conv3x3_backward_input_unrolled",
         (ConvConfig::Register { .. }, false) => "conv3x3_forward_register",
         (ConvConfig::Register { .. }, true) => "conv3x3_backward_input_register",
         (ConvConfig::Tiled, false) => "conv3x3_forward_tiled",
@@ -132,15 +134,37 @@ pub fn effective(config: ConvConfig, cout: usize) -> ConvConfig {
             ConvConfig::Register { px: px_eff, co4: co4_eff, wg }
         }
         ConvConfig::Tiled => ConvConfig::Tiled,
+        ConvConfig::Unrolled(u) => {
+            let avail = c4(cout).max(1);
+            let pow2 = 1u32 << (usize::BITS - 1 - avail.leading_zeros());
+            ConvConfig::Unrolled(super::conv_gen::Unrolled { co4: u.co4.min(pow2).max(1), ..u })
+        }
     }
 }
 
 async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Result<Arc<Kernel>> {
     let mut constants = Vec::new();
     let mut workgroup_size = 256;
-    if let ConvConfig::Register { px, co4, wg } = config {
-        constants.extend([("PX", px), ("CO4", co4), ("WG", wg)]);
-        workgroup_size = wg;
+    let (mut shader, mut source) = ("conv.wgsl".to_string(), std::borrow::Cow::Borrowed(SHADER));
+    match config {
+        ConvConfig::Register { px, co4, wg } => {
+            constants.extend([("PX", px), ("CO4", co4), ("WG", wg)]);
+            workgroup_size = wg;
+        }
+        ConvConfig::Unrolled(u) => {
+            if u.sg > 0 && u.sg != gpu.subgroup_size {
+                return Err(Error::Invalid(format!(
+                    "conv schedule {} broadcasts across subgroups of {} lanes, but this device's are {}",
+                    config.name(),
+                    u.sg,
+                    if gpu.subgroup_size == 0 { "not available (or not of one fixed size)".to_string() } else { gpu.subgroup_size.to_string() }
+                )));
+            }
+            shader = u.name();
+            source = std::borrow::Cow::Owned(super::conv_gen::wgsl(u));
+            workgroup_size = u.wg;
+        }
+        ConvConfig::Tiled => {}
     }
     if backward {
         constants.push(("MASK_OUTPUT", u32::from(flag)));
@@ -148,8 +172,8 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
         constants.push(("RELU_INPUT", u32::from(flag)));
     }
     gpu.kernel(&KernelSpec {
-        shader: "conv.wgsl",
-        source: SHADER,
+        shader: &shader,
+        source: &source,
         entry: entry(config, backward),
         constants,
         bindings: &BINDINGS,
@@ -160,7 +184,12 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
 
 fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, cout: usize) -> Result<(ConvParams, u64)> {
     let pixels = shape.pixels();
-    let (tiles_x, tiles_co, total, groups) = match config {
+    let register = match config {
+        ConvConfig::Unrolled(u) => ConvConfig::Register { px: u.px, co4: u.co4, wg: u.wg },
+        c => c,
+    };
+    let (tiles_x, tiles_co, total, groups) = match register {
+        ConvConfig::Unrolled(_) => unreachable!("mapped to its register tiles above"),
         ConvConfig::Register { px, co4, wg } => {
             let tx = shape.width.div_ceil(px as usize);
             let tc = c4(cout).div_ceil(co4 as usize);

@@ -7,6 +7,7 @@
 
 pub mod adam;
 pub mod conv;
+pub mod conv_gen;
 pub mod fc;
 pub mod fourier;
 pub mod image;
