@@ -186,7 +186,7 @@ pub async fn run(
     Ok(BenchReport {
         split,
         adapter: gpu.adapter.to_string(),
-        conv_schedule: gpu.conv_config.name(),
+        conv_schedule: gpu.conv_config().name(),
         size,
         batch,
         layers: out,

@@ -49,6 +49,11 @@ impl ConvConfig {
     /// per workgroup; measured fastest of the sweep in `tools/browser-bench.mjs`.
     pub const SWIFTSHADER: ConvConfig = ConvConfig::Register { px: 8, co4: 16, wg: 8 };
     pub const TILED: ConvConfig = ConvConfig::Tiled;
+    /// SwiftShader (no subgroups through wgpu's WebGPU backend): 8 pixels ×
+    /// 16 channels in named accumulators, 1.3–1.6× the register schedule at
+    /// 64 px in `tools/browser-bench.mjs`.
+    pub const SWIFTSHADER_UNROLLED: ConvConfig =
+        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 0 });
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig =
@@ -59,6 +64,15 @@ impl ConvConfig {
             ConvConfig::Register { px, co4, wg } => format!("register(px={px},co={},wg={wg})", co4 * 4),
             ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
             ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
+        }
+    }
+
+    /// The text [`ConvConfig::parse`] reads back (`unrolled:8,4,8,8`).
+    pub fn spec(&self) -> String {
+        match self {
+            ConvConfig::Register { px, co4, wg } => format!("register:{px},{co4},{wg}"),
+            ConvConfig::Tiled => "tiled".to_string(),
+            ConvConfig::Unrolled(u) => format!("unrolled:{},{},{},{}", u.px, u.co4, u.wg, u.sg),
         }
     }
 
@@ -195,7 +209,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    pub conv_config: ConvConfig,
+    /// The conv schedule (changeable while the device is shared: [`Gpu::set_conv_config`]).
+    conv_config: Mutex<ConvConfig>,
     /// The subgroup size when the device has subgroups of one fixed size
     /// (what a broadcast across lanes needs); 0 otherwise.
     pub subgroup_size: u32,
@@ -290,7 +305,7 @@ impl Gpu {
             adapter,
             limits,
             features,
-            conv_config,
+            conv_config: Mutex::new(conv_config),
             subgroup_size,
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
@@ -319,7 +334,7 @@ impl Gpu {
         // In a browser the adapter is not named; a CPU adapter there is SwiftShader.
         let browser_cpu = cfg!(target_arch = "wasm32") && info.device_type == wgpu::DeviceType::Cpu;
         if text.contains("swiftshader") || browser_cpu {
-            ConvConfig::SWIFTSHADER
+            ConvConfig::SWIFTSHADER_UNROLLED
         } else if text.contains("llvmpipe") && subgroup_size == 8 {
             ConvConfig::LLVMPIPE_SUBGROUPS
         } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
@@ -330,6 +345,19 @@ impl Gpu {
             ConvConfig::TILED
         } else {
             ConvConfig::SWIFTSHADER
+        }
+    }
+
+    /// The conv schedule new networks use.
+    pub fn conv_config(&self) -> ConvConfig {
+        self.conv_config.lock().map(|c| *c).unwrap_or(ConvConfig::LLVMPIPE)
+    }
+
+    /// Use another conv schedule for networks built from now on (see
+    /// crate::tune for choosing one on this device).
+    pub fn set_conv_config(&self, config: ConvConfig) {
+        if let Ok(mut c) = self.conv_config.lock() {
+            *c = config;
         }
     }
 

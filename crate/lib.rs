@@ -15,6 +15,7 @@ pub mod render;
 pub mod report;
 pub mod rng;
 pub mod transform;
+pub mod tune;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

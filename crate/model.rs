@@ -392,7 +392,7 @@ impl Network {
     /// A network whose objective is one term per image at layer `target`
     /// (see [`resolve`]), set with [`Network::set_objectives`].
     pub async fn new(gpu: &Gpu, model: &Vgg16, batch: usize, height: usize, width: usize, target: &str) -> Result<Network> {
-        Self::with_config(gpu, model, gpu.conv_config, batch, height, width, target).await
+        Self::with_config(gpu, model, gpu.conv_config(), batch, height, width, target).await
     }
 
     pub async fn with_config(

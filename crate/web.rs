@@ -112,7 +112,7 @@ impl Engine {
     /// The conv schedule chosen for this adapter.
     #[wasm_bindgen(js_name = convSchedule)]
     pub fn conv_schedule(&self) -> String {
-        self.shared.gpu.conv_config.name()
+        self.shared.gpu.conv_config().name()
     }
 
     /// Largest storage binding, in bytes.
@@ -262,14 +262,40 @@ impl Engine {
         Ok((built.job, weights))
     }
 
-    /// Use another conv schedule: `tiled` or `register:PX,CO4,WG`.
+    /// Use another conv schedule for renders started from now on: `tiled`,
+    /// `register:PX,CO4,WG` or `unrolled:PX,CO4,WG[,SG]`. A schedule is
+    /// checked against the CPU reference on this device before it is taken.
     #[wasm_bindgen(js_name = setConvSchedule)]
-    pub fn set_conv_schedule(&mut self, text: &str) -> Result<(), JsError> {
-        let config = crate::gpu::ConvConfig::parse(text)
-            .ok_or_else(|| JsError::new(&format!("unknown conv schedule `{text}`: use `tiled` or `register:PX,CO4,WG`")))?;
-        let shared = Rc::get_mut(&mut self.shared).ok_or_else(|| JsError::new("the conv schedule cannot change while a render holds the engine"))?;
-        shared.gpu.conv_config = config;
+    pub async fn set_conv_schedule(&self, text: String) -> Result<(), JsError> {
+        let config = crate::gpu::ConvConfig::parse(&text).ok_or_else(|| {
+            JsError::new(&format!("unknown conv schedule `{text}`: use `tiled`, `register:PX,CO4,WG` or `unrolled:PX,CO4,WG[,SG]`"))
+        })?;
+        let err = crate::tune::check(&self.shared.gpu, config).await.map_err(|e| self.shared.error(e))?;
+        if err > crate::tune::TOLERANCE {
+            return Err(JsError::new(&format!(
+                "conv schedule {} computes wrong results on this device (relative error {err:.1e}); keeping {}",
+                config.name(),
+                self.shared.gpu.conv_config().name()
+            )));
+        }
+        self.shared.gpu.set_conv_config(config);
         Ok(())
+    }
+
+    /// Check and time the conv schedules worth trying on this device (see
+    /// crate::tune) and use the fastest correct one. `progress` hears each
+    /// candidate's schedule name. Returns the report as JSON
+    /// `{adapter, shape, chosen, candidates: [{schedule, max_rel_error, correct, gflops, error}]}`.
+    pub async fn tune(&self, progress: Option<js_sys::Function>) -> Result<String, JsError> {
+        let now = || js_sys::Date::now();
+        let mut report = |c: &crate::tune::Candidate| {
+            if let Some(f) = &progress {
+                let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&c.schedule));
+            }
+        };
+        let t = crate::tune::tune(&self.shared.gpu, &now, &mut report).await.map_err(|e| self.shared.error(e))?;
+        self.shared.gpu.set_conv_config(t.chosen_config);
+        Ok(t.to_json())
     }
 
     /// Benchmark the conv kernels (see `featvis bench`); `layers` is a comma

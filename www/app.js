@@ -868,7 +868,7 @@ function exampleObjective(kind) {
 function setupBench() {
   async function bench(size, batch, layers = "", schedule = "") {
     $("bench-section").open = true;
-    if (schedule) engine.setConvSchedule(schedule);
+    if (schedule) await engine.setConvSchedule(schedule);
     $("schedule").textContent = engine.convSchedule();
     $("bench-run").disabled = true;
     $("bench-step").textContent = "";
@@ -907,6 +907,51 @@ function setupBench() {
   $("binding").textContent = `${Math.round(engine.maxBindingBytes() / 2 ** 20)} MiB per storage binding`;
   $("info").hidden = false;
   $("bench-run").disabled = false;
+
+  async function tune() {
+    $("bench-section").open = true;
+    $("tune-run").disabled = true;
+    $("bench-run").disabled = true;
+    $("tune-progress").className = "";
+    const body = $("tune-table").querySelector("tbody");
+    body.innerHTML = "";
+    let n = 0;
+    try {
+      const r = await featvis.tuneConv({
+        onCandidate: (name) => {
+          n += 1;
+          $("tune-progress").textContent = `checked and timed ${n}: ${name}…`;
+        },
+      });
+      for (const c of r.candidates) {
+        const tr = document.createElement("tr");
+        const cells = [c.schedule, c.correct ? "yes" : c.error ? "—" : "no", Number.isFinite(c.max_rel_error) ? c.max_rel_error.toExponential(1) : "—",
+          c.gflops > 0 ? c.gflops.toFixed(2) : c.error ?? "—"];
+        for (const text of cells) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        }
+        if (c.spec === r.chosen_spec) tr.className = "chosen";
+        body.appendChild(tr);
+      }
+      $("tune-table").hidden = false;
+      $("tune-progress").textContent = `Chosen: ${r.chosen} (kept for this adapter; the next visit uses it).`;
+      $("schedule").textContent = engine.convSchedule();
+      fv.tuning = r;
+      return r;
+    } catch (e) {
+      $("tune-progress").textContent = message(e);
+      $("tune-progress").className = "error";
+      throw e;
+    } finally {
+      $("tune-run").disabled = false;
+      $("bench-run").disabled = current != null;
+    }
+  }
+  fv.tune = tune;
+  $("tune-run").addEventListener("click", () => tune().catch(() => {}));
+  $("tune-run").disabled = false;
 }
 
 // ---------------------------------------------------------------- wiring

@@ -55,15 +55,66 @@ export function getEngine() {
         throw new Error(`Could not load featvis's wasm module (pkg/featvis_bg.wasm beside featvis.js): ${asError(e).message}. ` +
           "Build it with tools/build-web.");
       }
+      let engine;
       try {
-        return await Engine.create();
+        engine = await Engine.create();
       } catch (e) {
         const msg = asError(e).message;
         throw /adapter|WebGPU/i.test(msg) ? coded("no-webgpu", `${NO_WEBGPU} (${msg})`) : new Error(msg);
       }
+      // The conv schedule tuned on this device on an earlier visit (tuneConv).
+      const stored = readStored(tuningKey(engine));
+      if (stored?.chosen_spec) {
+        try {
+          await engine.setConvSchedule(stored.chosen_spec);
+        } catch (e) {
+          console.warn(`featvis: the tuned conv schedule ${stored.chosen_spec} was not taken: ${asError(e).message}`);
+          writeStored(tuningKey(engine), null);
+        }
+      }
+      return engine;
     })();
   }
   return enginePromise;
+}
+
+// ---------------------------------------------------------------- tuning
+
+const tuningKey = (engine) => `featvis-conv-tuning:${engine.adapter()}`;
+
+function readStored(key) {
+  try {
+    return JSON.parse(globalThis.localStorage?.getItem(key) ?? "null");
+  } catch {
+    return null;
+  }
+}
+
+function writeStored(key, value) {
+  try {
+    if (value == null) globalThis.localStorage?.removeItem(key);
+    else globalThis.localStorage?.setItem(key, JSON.stringify(value));
+  } catch {
+    /* storage off: tune again next visit */
+  }
+}
+
+/**
+ * Check every conv schedule worth trying against the CPU reference on this
+ * device, time the correct ones and use the fastest, now and on later visits
+ * (kept per adapter in localStorage). Resolves the report
+ * {adapter, shape, chosen, chosen_spec, candidates:[{schedule, spec, max_rel_error, correct, gflops, error}]}.
+ */
+export async function tuneConv({ onCandidate } = {}) {
+  const engine = await getEngine();
+  const report = JSON.parse(await engine.tune(onCandidate ?? null));
+  writeStored(tuningKey(engine), { chosen_spec: report.chosen_spec, chosen: report.chosen, at: new Date().toISOString() });
+  return report;
+}
+
+/** The tuning kept for this device, if any: {chosen, chosen_spec, at}. */
+export async function storedTuning() {
+  return readStored(tuningKey(await getEngine()));
 }
 
 // ---------------------------------------------------------------- weights

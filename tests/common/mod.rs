@@ -32,7 +32,7 @@ thread_local! {
 
 async fn open() -> Gpu {
     let g = Gpu::new().await.expect("a GPU adapter (llvmpipe natively, WebGPU in the browser)");
-    log(&format!("adapter: {} — conv schedule {}", g.adapter, g.conv_config.name()));
+    log(&format!("adapter: {} — conv schedule {}", g.adapter, g.conv_config().name()));
     g
 }
 

@@ -24,7 +24,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     let mut progress = |l: &featvis::bench::LayerFigures| {
         // The header only once the network is built (no table before an error).
         if std::mem::take(&mut header) {
-            println!("adapter: {}  (conv schedule {})", gpu.adapter, gpu.conv_config.name());
+            println!("adapter: {}  (conv schedule {})", gpu.adapter, gpu.conv_config().name());
             println!("size {size}x{size}, batch {batch}");
             println!("{:<9} {:>8} {:>10} {:>10} {:>10} {:>10}", "layer", "GFLOP", "fwd GF/s", "bwd GF/s", "fwd ms", "bwd ms");
         }

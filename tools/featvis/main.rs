@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 fn adapter() -> Result<(), String> {
     let gpu = pollster::block_on(featvis::Gpu::new()).map_err(|e| e.to_string())?;
     println!("adapter: {}", gpu.adapter);
-    println!("conv schedule: {}", gpu.conv_config.name());
+    println!("conv schedule: {}", gpu.conv_config().name());
     println!("features: {:?}", gpu.features);
     let l = &gpu.limits;
     println!(

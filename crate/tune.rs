@@ -1,0 +1,169 @@
+//! Choosing the conv schedule on the device it will run on: every candidate
+//! is first checked against the CPU reference on a small case whose sizes
+//! divide none of the tiles (a schedule that computes wrong results on this
+//! driver is never offered), then timed forward and backward on a
+//! mid-network shape; the fastest correct one wins.
+//!
+//! `featvis tune` and the page's "Tune" button run it; the page keeps the
+//! choice per adapter, so each device is tuned once.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::{ConvConfig, Gpu};
+use crate::ops::conv_gen::Unrolled;
+use crate::ops::{conv, pad_channels, unpad_channels, Shape};
+use crate::reference as r;
+use crate::rng::Rng;
+
+/// One candidate's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub schedule: String,
+    /// The schedule as `FEATVIS_CONV` and `setConvSchedule` take it.
+    pub spec: String,
+    #[serde(skip)]
+    pub config: ConvConfig,
+    /// Largest error against the CPU reference, relative to the largest
+    /// reference value (forward and backward).
+    pub max_rel_error: f64,
+    pub correct: bool,
+    /// Forward + backward GFLOP/s on the timing shape (0 when not timed).
+    pub gflops: f64,
+    /// Why it could not run here (compile error, no subgroups …).
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tuning {
+    pub adapter: String,
+    /// The timing shape: (batch, height, width, cin, cout).
+    pub shape: [usize; 5],
+    pub chosen: String,
+    /// The chosen schedule as `FEATVIS_CONV` and `setConvSchedule` take it.
+    pub chosen_spec: String,
+    #[serde(skip)]
+    pub chosen_config: ConvConfig,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Tuning {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// A schedule is correct when it is within this of the reference.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// The schedules worth timing on `gpu`: the hand-written ones and generated
+/// tiles of 4–8 pixels × 8–32 channels, with subgroup broadcast where the
+/// device has fixed-size subgroups.
+pub fn candidates(gpu: &Gpu) -> Vec<ConvConfig> {
+    let mut out = vec![ConvConfig::LLVMPIPE, ConvConfig::SWIFTSHADER];
+    if gpu.limits.max_compute_invocations_per_workgroup >= 256 && gpu.limits.max_compute_workgroup_storage_size >= 16384 {
+        out.push(ConvConfig::TILED);
+    }
+    let sg = gpu.subgroup_size;
+    for (px, co4) in [(8, 4), (8, 8), (4, 4), (8, 2)] {
+        out.push(ConvConfig::Unrolled(Unrolled { px, co4, wg: 8, sg: 0 }));
+        if sg > 0 && sg <= 64 {
+            let wg = sg.max(8);
+            if wg <= gpu.limits.max_compute_invocations_per_workgroup {
+                out.push(ConvConfig::Unrolled(Unrolled { px, co4, wg, sg }));
+            }
+        }
+    }
+    if !out.contains(&gpu.conv_config()) {
+        out.insert(0, gpu.conv_config());
+    }
+    out
+}
+
+fn max_rel(got: &[f32], want: &[f64]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter().zip(want).fold(0.0f64, |m, (g, w)| m.max(if g.is_finite() { (*g as f64 - w).abs() / scale } else { f64::INFINITY }))
+}
+
+/// Forward (with ReLU on the input) and backward (with a mask) of `config`
+/// against the reference on (2, 9, 11, 20 → 36): largest relative error.
+pub async fn check(gpu: &Gpu, config: ConvConfig) -> Result<f64> {
+    let (b, h, w, cin, cout) = (2, 9, 11, 20, 36);
+    let mut rng = Rng::new(17);
+    let s = Shape::new(b, h, w, cin);
+    let so = Shape { channels: cout, ..s };
+    let x = rng.normal_vec(s.pixels() * cin, 1.0);
+    let wt = rng.normal_vec(9 * cin * cout, 0.3);
+    let bias = rng.normal_vec(cout, 0.5);
+    let dy = rng.normal_vec(so.pixels() * cout, 1.0);
+    let weights = conv::ConvWeights::new(gpu, "tune", cin, cout, &wt, &bias)?;
+    let xt = gpu.tensor_from("tune x", &pad_channels(&x, s))?;
+    let y = gpu.tensor_filled("tune y", so.padded_len(), f32::NAN)?;
+    let dyt = gpu.tensor_from("tune dy", &pad_channels(&dy, so))?;
+    let dx = gpu.tensor_filled("tune dx", s.padded_len(), f32::NAN)?;
+    let fwd = conv::forward(gpu, config, &weights, s, &xt, &y, true).await?;
+    let bwd = conv::backward_input(gpu, config, &weights, s, &dyt, &dx, Some(&xt)).await?;
+    gpu.run("tune check", &[&fwd, &bwd]).await?;
+    let got_y = unpad_channels(&gpu.read(&y).await?, so);
+    let got_dx = unpad_channels(&gpu.read(&dx).await?, s);
+    let want_y: Vec<f64> = r::conv3x3_forward(&r::relu(&x), s, &wt, &bias, cout).iter().map(|&v| v as f64).collect();
+    let want_dx: Vec<f64> =
+        r::relu_backward(&r::conv3x3_backward_input(&dy, s, &wt, cout), &x).iter().map(|&v| v as f64).collect();
+    Ok(max_rel(&got_y, &want_y).max(max_rel(&got_dx, &want_dx)))
+}
+
+/// Forward + backward GFLOP/s of `config` on `shape`, over at least `reps` runs.
+async fn time(gpu: &Gpu, config: ConvConfig, shape: [usize; 5], reps: usize, now: &dyn Fn() -> f64) -> Result<f64> {
+    let [b, h, w, cin, cout] = shape;
+    let s = Shape::new(b, h, w, cin);
+    let so = Shape { channels: cout, ..s };
+    let mut rng = Rng::new(5);
+    let weights = conv::ConvWeights::new(gpu, "tune", cin, cout, &rng.normal_vec(9 * cin * cout, 0.05), &vec![0.0; cout])?;
+    let x = gpu.tensor_from("tune x", &rng.normal_vec(s.padded_len(), 1.0))?;
+    let y = gpu.tensor("tune y", so.padded_len())?;
+    let dx = gpu.tensor("tune dx", s.padded_len())?;
+    let fwd = conv::forward(gpu, config, &weights, s, &x, &y, true).await?;
+    let bwd = conv::backward_input(gpu, config, &weights, s, &y, &dx, Some(&x)).await?;
+    gpu.run("tune warm-up", &[&fwd, &bwd]).await?;
+    gpu.sync().await?;
+    let t0 = now();
+    for _ in 0..reps {
+        gpu.run("tune timing", &[&fwd, &bwd]).await?;
+    }
+    gpu.sync().await?;
+    let ms = (now() - t0) / reps as f64;
+    Ok(2.0 * 2.0 * conv::macs(s, cin, cout) as f64 / (ms.max(1e-6) * 1e6))
+}
+
+/// Check and time every candidate of [`candidates`]; the fastest correct
+/// one is `chosen` (the current schedule when none is correct). `progress`
+/// hears each candidate as it is done. Does not change `gpu`.
+pub async fn tune(gpu: &Gpu, now: &dyn Fn() -> f64, progress: &mut dyn FnMut(&Candidate)) -> Result<Tuning> {
+    // A mid-network layer: conv3_x at 56 px (at 28 px on CPU adapters, where
+    // a run of the larger one takes seconds).
+    let cpu = gpu.adapter.device_type.contains("Cpu");
+    let shape = if cpu { [1, 28, 28, 128, 128] } else { [4, 56, 56, 256, 256] };
+    let reps = if cpu { 2 } else { 10 };
+    let mut out = Vec::new();
+    for config in candidates(gpu) {
+        let mut c = Candidate { schedule: config.name(), spec: config.spec(), config, max_rel_error: f64::NAN, correct: false, gflops: 0.0, error: None };
+        match check(gpu, config).await {
+            Ok(err) => {
+                c.max_rel_error = err;
+                c.correct = err <= TOLERANCE;
+                if c.correct {
+                    match time(gpu, config, shape, reps, now).await {
+                        Ok(g) => c.gflops = g,
+                        Err(e) => c.error = Some(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => c.error = Some(e.to_string()),
+        }
+        progress(&c);
+        out.push(c);
+    }
+    let best = out.iter().filter(|c| c.correct && c.error.is_none()).max_by(|a, b| a.gflops.total_cmp(&b.gflops));
+    let chosen_config = best.map_or(gpu.conv_config(), |c| c.config);
+    Ok(Tuning { adapter: gpu.adapter.to_string(), shape, chosen: chosen_config.name(), chosen_spec: chosen_config.spec(), chosen_config, candidates: out })
+}

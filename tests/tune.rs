@@ -1,0 +1,64 @@
+//! Choosing the conv schedule on the device (crate::tune): every candidate
+//! is checked against the CPU reference before it is timed, the fastest
+//! correct one is chosen, and a schedule set on a shared device is what new
+//! networks use. Both lanes.
+
+mod common;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+use featvis::tune;
+use featvis::ConvConfig;
+
+fn now() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+    }
+}
+
+gpu_test! {
+    async fn tuning_checks_every_candidate_and_picks_the_fastest_correct_one() {
+        let g = common::gpu().await;
+        let before = g.conv_config();
+        let mut heard = Vec::new();
+        let t = tune::tune(g, &now, &mut |c| heard.push(c.schedule.clone())).await.unwrap();
+        common::log(&format!("tuning on {}: {}", t.adapter, t.to_json()));
+        assert_eq!(g.conv_config(), before, "tune() itself leaves the device's schedule alone");
+        let names: Vec<String> = t.candidates.iter().map(|c| c.schedule.clone()).collect();
+        assert_eq!(heard, names, "progress heard every candidate in order");
+        assert!(t.candidates.len() >= 6, "{names:?}");
+        assert!(t.candidates.iter().any(|c| matches!(c.config, ConvConfig::Unrolled(_))), "generated schedules are tried");
+        for c in &t.candidates {
+            if c.error.is_none() {
+                assert_eq!(c.correct, c.max_rel_error <= tune::TOLERANCE, "{c:?}");
+                assert_eq!(c.gflops > 0.0, c.correct, "only correct schedules are timed: {c:?}");
+            }
+        }
+        let best = t.candidates.iter().filter(|c| c.correct && c.error.is_none()).max_by(|a, b| a.gflops.total_cmp(&b.gflops)).expect("a correct schedule");
+        assert_eq!(t.chosen_config, best.config);
+        assert_eq!(ConvConfig::parse(&t.chosen_spec), Some(t.chosen_config), "chosen_spec reads back");
+        // The check itself can fail: a schedule is compared, not trusted.
+        assert!(tune::check(g, t.chosen_config).await.unwrap() <= tune::TOLERANCE);
+        let v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
+        assert_eq!(v["candidates"].as_array().map(Vec::len), Some(t.candidates.len()));
+
+        // A schedule set on the shared device is what new networks use (in
+        // this test, not another: the tests of one binary share the device).
+        let other = if before == ConvConfig::LLVMPIPE { ConvConfig::SWIFTSHADER } else { ConvConfig::LLVMPIPE };
+        g.set_conv_config(other);
+        assert_eq!(g.conv_config(), other);
+        g.set_conv_config(before);
+        assert_eq!(g.conv_config(), before);
+        for c in [ConvConfig::LLVMPIPE, ConvConfig::SWIFTSHADER, ConvConfig::TILED, ConvConfig::LLVMPIPE_SUBGROUPS, ConvConfig::SWIFTSHADER_UNROLLED] {
+            assert_eq!(ConvConfig::parse(&c.spec()), Some(c), "{}", c.spec());
+        }
+    }
+}
