@@ -509,6 +509,32 @@ test("settings travel in links, examples fill the objective, pause holds the ste
 
 // ---------------------------------------------------------------- no WebGPU (last: it needs its own Chromium)
 
+test("Tune: every conv schedule is checked and timed on this device, and the choice is kept for the next visit", { timeout: 300_000 }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await page.goto(`${BASE}/`);
+    assert.equal(await waitState(page, ["ready", "error"], 60_000), "ready", JSON.stringify(await shown(page)));
+    await page.click("#bench-section summary");
+    await page.click("#tune-run");
+    await page.waitForFunction(() => window.featvis.tuning || document.getElementById("tune-progress").className === "error", null, { timeout: 240_000 });
+    const r = await page.evaluate(() => window.featvis.tuning);
+    assert.ok(r, await page.locator("#tune-progress").textContent());
+    console.log(JSON.stringify({ test: "tune (SwiftShader)", chosen: r.chosen, candidates: r.candidates.map((c) => [c.schedule, c.correct, c.max_rel_error, Number(c.gflops.toFixed(2)), c.error]) }));
+    const chosen = r.candidates.find((c) => c.spec === r.chosen_spec);
+    assert.ok(chosen?.correct, `the chosen schedule is a correct one: ${JSON.stringify(chosen)}`);
+    const fastest = Math.max(...r.candidates.filter((c) => c.correct).map((c) => c.gflops));
+    assert.equal(chosen.gflops, fastest);
+    assert.equal(await page.locator("#tune-table tbody tr").count(), r.candidates.length);
+    assert.equal(await page.locator("#schedule").textContent(), r.chosen);
+    // The next visit uses the tuned schedule from the start.
+    await page.reload();
+    assert.equal(await waitState(page, ["ready", "error"], 60_000), "ready");
+    assert.equal(await page.evaluate(() => window.featvis.engine.convSchedule()), r.chosen);
+  } finally {
+    await context.close();
+  }
+});
+
 test("Chromium without --enable-unsafe-webgpu: the page says which browsers and flags work", { timeout: 60_000 }, async () => {
   await browser?.close();
   browser = null;
