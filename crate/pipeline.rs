@@ -90,6 +90,16 @@ impl Settings {
     }
 }
 
+/// A pipeline's optimization state (see [`Pipeline::state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineState {
+    pub step: u32,
+    pub rng: [u64; 5],
+    pub param: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
 pub struct Pipeline {
     pub settings: Settings,
     pub net: Network,
@@ -100,6 +110,9 @@ pub struct Pipeline {
     pub image: Tensor,
     maps: WarpMaps,
     adam: AdamStep,
+    /// Adam's first and second moments, shaped like `param`.
+    m: Tensor,
+    v: Tensor,
     rng: Rng,
     step: u32,
     forward: Vec<Dispatch>,
@@ -176,15 +189,44 @@ impl Pipeline {
             _ => backward.push(image::color_backward(gpu, shape, decorrelate, &d_image, &image, &grad_param).await?),
         }
         let adam = AdamStep::new(gpu, settings.adam, &grad_param, &param, &m, &v).await?;
-        let mut buffers = vec![warped, d_warped, d_image, m, v, grad_param, regs];
+        let mut buffers = vec![warped, d_warped, d_image, grad_param, regs];
         buffers.extend(t_img);
         buffers.extend(tmp);
-        Ok(Pipeline { settings, net, shape, param, image, maps, adam, rng, step: 0, forward, image_value, backward, _buffers: buffers })
+        Ok(Pipeline { settings, net, shape, param, image, maps, adam, m, v, rng, step: 0, forward, image_value, backward, _buffers: buffers })
     }
 
     /// Steps taken so far.
     pub fn steps(&self) -> u32 {
         self.step
+    }
+
+    /// Everything the next steps depend on besides the settings: the
+    /// parameter, Adam's moments, the step count and the generator.
+    pub async fn state(&self, gpu: &Gpu) -> Result<PipelineState> {
+        Ok(PipelineState {
+            step: self.step,
+            rng: self.rng.state(),
+            param: gpu.read(&self.param).await?,
+            m: gpu.read(&self.m).await?,
+            v: gpu.read(&self.v).await?,
+        })
+    }
+
+    /// Continue from `state` (taken from a pipeline with the same settings
+    /// and objective): the steps that follow are those the original would
+    /// have taken.
+    pub fn restore(&mut self, gpu: &Gpu, state: &PipelineState) -> Result<()> {
+        for (what, got, want) in [("parameter", state.param.len(), self.param.len), ("Adam m", state.m.len(), self.m.len), ("Adam v", state.v.len(), self.v.len)] {
+            if got != want {
+                return Err(Error::Invalid(format!("the saved {what} holds {got} values, this render's holds {want}: the state is from other settings")));
+            }
+        }
+        gpu.write(&self.param, &state.param)?;
+        gpu.write(&self.m, &state.m)?;
+        gpu.write(&self.v, &state.v)?;
+        self.step = state.step;
+        self.rng = Rng::from_state(state.rng);
+        Ok(())
     }
 
     /// Run `n` optimization steps (one submit each).

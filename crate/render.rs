@@ -30,7 +30,7 @@ use crate::model::{self, Vgg16};
 use crate::objective::Objective;
 use crate::ops::adam::Adam;
 use crate::weights::Preprocessing;
-use crate::pipeline::{Param, Pipeline, Settings};
+use crate::pipeline::{Param, Pipeline, PipelineState, Settings};
 use crate::transform::Recipe;
 
 /// Lucid's `render_vis` thresholds for a run of `steps` steps: the powers
@@ -330,6 +330,26 @@ impl StepReport {
     }
 }
 
+/// Where a render stands, to continue it later ([`Render::state`],
+/// [`Render::resume`]): the batch in progress with its optimization state,
+/// and what the finished batches and snapshots hold so far.
+#[derive(Clone, Debug)]
+pub struct RenderState {
+    /// The batch the next step works on, and its steps done.
+    pub batch_index: usize,
+    pub steps_done: u32,
+    /// The batch in progress (None between batches).
+    pub pipeline: Option<PipelineState>,
+    /// Its images' objective values before their first step.
+    pub initial: Vec<f32>,
+    /// Its next snapshot (index into the job's snapshots).
+    pub next_snapshot: usize,
+    pub images: Vec<Rendered>,
+    pub snapshots: Vec<Snapshot>,
+    pub step_ms: f64,
+    pub done: u64,
+}
+
 /// One batch of a render: its images and its objective.
 struct Group {
     range: std::ops::Range<usize>,
@@ -468,25 +488,14 @@ impl Render {
         if self.finished {
             return Err(Error::Invalid("this render has already finished".into()));
         }
-        let job = &self.job;
-        let group = &self.groups[self.index];
         if self.active.is_none() {
-            let settings = Settings {
-                batch: group.range.len(),
-                height: job.height,
-                width: job.width,
-                param: job.param,
-                transforms: job.transforms.clone(),
-                adam: job.adam,
-                preprocess: self.preprocess,
-                seed: job.seed.wrapping_add(self.index as u64),
-                redirect_relu: job.redirect_relu,
-            };
-            let pipeline = Pipeline::new(gpu, model, settings, &group.objective).await?;
+            let pipeline = self.build(gpu, model).await?;
             let initial = pipeline.evaluate(gpu).await?;
             self.active = Some(Active { pipeline, initial, snap: 0 });
             self.steps_done = 0;
         }
+        let job = &self.job;
+        let group = &self.groups[self.index];
         let Some(active) = self.active.as_mut() else { unreachable!("set above") };
         let p = &mut active.pipeline;
         let t0 = now_ms();
@@ -543,6 +552,75 @@ impl Render {
             batch_done,
             finished: self.finished,
         })
+    }
+
+    /// The pipeline of the current batch, fresh (its seed is the job's plus the batch's index).
+    async fn build(&self, gpu: &Gpu, model: &Vgg16) -> Result<Pipeline> {
+        let job = &self.job;
+        let group = &self.groups[self.index];
+        let settings = Settings {
+            batch: group.range.len(),
+            height: job.height,
+            width: job.width,
+            param: job.param,
+            transforms: job.transforms.clone(),
+            adam: job.adam,
+            preprocess: self.preprocess,
+            seed: job.seed.wrapping_add(self.index as u64),
+            redirect_relu: job.redirect_relu,
+        };
+        Pipeline::new(gpu, model, settings, &group.objective).await
+    }
+
+    /// Where the render stands now (reads the batch in progress back from
+    /// the GPU): [`Render::resume`] continues from it, step for step as if
+    /// never stopped.
+    pub async fn state(&self, gpu: &Gpu) -> Result<RenderState> {
+        let (pipeline, initial, next_snapshot) = match &self.active {
+            Some(a) => (Some(a.pipeline.state(gpu).await?), a.initial.clone(), a.snap),
+            None => (None, Vec::new(), 0),
+        };
+        Ok(RenderState {
+            batch_index: self.index,
+            steps_done: if self.active.is_some() { self.steps_done } else { 0 },
+            pipeline,
+            initial,
+            next_snapshot,
+            images: self.images.clone(),
+            snapshots: self.snapshots.clone(),
+            step_ms: self.step_ms,
+            done: self.done,
+        })
+    }
+
+    /// Continue `job` from `state` (taken by [`Render::state`] of a render
+    /// of the same job on the same weights; the caller checks that).
+    pub async fn resume(gpu: &Gpu, model: &Vgg16, preprocess: &Preprocessing, job: &Job, state: &RenderState) -> Result<Render> {
+        let mut r = Render::new(gpu, model, preprocess, job)?;
+        let bad = |what: &str| Error::Invalid(format!("the saved render state does not fit this job: {what}"));
+        if state.batch_index > r.groups.len() || state.steps_done > job.steps || state.snapshots.len() != r.snapshots.len() {
+            return Err(bad("batch, step or snapshot count"));
+        }
+        let before: usize = r.groups[..state.batch_index].iter().map(|g| g.range.len()).sum();
+        if state.images.len() != before {
+            return Err(bad("images of the finished batches"));
+        }
+        r.index = state.batch_index;
+        r.images = state.images.clone();
+        r.snapshots = state.snapshots.clone();
+        r.step_ms = state.step_ms;
+        r.done = state.done;
+        r.finished = r.index == r.groups.len();
+        if let Some(ps) = &state.pipeline {
+            if r.finished || state.initial.len() != r.groups[r.index].range.len() || state.next_snapshot > job.snapshots.len() {
+                return Err(bad("the batch in progress"));
+            }
+            let mut pipeline = r.build(gpu, model).await?;
+            pipeline.restore(gpu, ps)?;
+            r.active = Some(Active { pipeline, initial: state.initial.clone(), snap: state.next_snapshot });
+            r.steps_done = state.steps_done;
+        }
+        Ok(r)
     }
 
     /// Read the active batch's final values and images into

@@ -59,6 +59,19 @@ impl Rng {
         r * t.cos()
     }
 
+    /// The whole state as five words (the spare normal draw as its bits,
+    /// or all ones when there is none): what a checkpoint stores.
+    pub fn state(&self) -> [u64; 5] {
+        let [a, b, c, d] = self.s;
+        [a, b, c, d, self.spare.map_or(u64::MAX, f64::to_bits)]
+    }
+
+    /// A generator that continues exactly where [`Rng::state`] was taken.
+    pub fn from_state(state: [u64; 5]) -> Rng {
+        let [a, b, c, d, spare] = state;
+        Rng { s: [a, b, c, d], spare: (spare != u64::MAX).then(|| f64::from_bits(spare)) }
+    }
+
     /// `n` values from normal(0, sd) as f32.
     pub fn normal_vec(&mut self, n: usize, sd: f64) -> Vec<f32> {
         (0..n).map(|_| (self.normal() * sd) as f32).collect()

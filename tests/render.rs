@@ -238,3 +238,60 @@ gpu_test! {
         assert!(out.images[1].pixels[..] == preview[13 * 13 * 3..], "the stopped images are the last preview's");
     }
 }
+
+/// Run `j` stopping after `stop_at` steps in all, take the state, and resume
+/// it in a new Render: the output must equal an uninterrupted render's bit
+/// for bit.
+async fn resumed(g: &Gpu, model: &Vgg16, j: &Job, stop_at: usize) -> Output {
+    let mut r = render::Render::new(g, model, &Preprocessing::keras(), j).unwrap();
+    for _ in 0..stop_at {
+        r.step(g, model).await.unwrap();
+    }
+    let state = r.state(g).await.unwrap();
+    drop(r);
+    let mut r = render::Render::resume(g, model, &Preprocessing::keras(), j, &state).await.unwrap();
+    while !r.is_finished() {
+        r.step(g, model).await.unwrap();
+    }
+    r.output()
+}
+
+gpu_test! {
+    async fn a_render_resumed_from_its_state_ends_on_the_same_bits() {
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        for param in [featvis::pipeline::Param::Fourier { decay_power: 1.0 }, featvis::pipeline::Param::Pixel] {
+            let mut j = job(channels("conv1_2", &[0, 1, 2]), 11, 20);
+            j.param = param;
+            j.max_batch = 2; // a batch of 2, then a batch of 1
+            j.snapshots = vec![5, 20];
+            let (whole, _) = run(g, &model, &j).await;
+            // Mid first batch with the redirected ReLU still on (step 3 < 17),
+            // between batches, and in the second batch past a snapshot.
+            for stop_at in [3, 20, 27] {
+                let out = resumed(g, &model, &j, stop_at).await;
+                assert_eq!(out.images.len(), 3);
+                for (a, b) in out.images.iter().zip(&whole.images) {
+                    assert!(a.pixels == b.pixels, "{param:?}, resumed after {stop_at} steps: {} differs", a.objective);
+                    assert_eq!((a.initial.to_bits(), a.last.to_bits()), (b.initial.to_bits(), b.last.to_bits()));
+                }
+                assert_eq!(out.snapshots.len(), 2);
+                for (a, b) in out.snapshots.iter().zip(&whole.snapshots) {
+                    assert!(a.step == b.step && a.images == b.images, "{param:?}, resumed after {stop_at}: snapshot {} differs", a.step);
+                }
+            }
+        }
+        // A state from another job is refused, not half-used.
+        let j = job(channels("conv1_2", &[0, 1]), 11, 6);
+        let mut r = render::Render::new(g, &model, &Preprocessing::keras(), &j).unwrap();
+        r.step(g, &model).await.unwrap();
+        let state = r.state(g).await.unwrap();
+        let mut other = j.clone();
+        other.height = 12;
+        other.width = 12;
+        let e = render::Render::resume(g, &model, &Preprocessing::keras(), &other, &state).await.err().expect("refused");
+        assert!(e.to_string().contains("other settings"), "{e}");
+        let e = render::Render::resume(g, &model, &Preprocessing::keras(), &job(channels("conv1_2", &[0, 1, 2, 3]), 11, 6), &state).await;
+        assert!(e.is_err(), "a state of 2 images resumed a 4-image batch");
+    }
+}
