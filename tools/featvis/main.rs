@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod kernels;
 mod render;
 mod weights;
 
@@ -42,18 +43,20 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // `featvis render --help` (any command): the usage, not an "unknown option" error.
     if argv.iter().skip(1).any(|a| a == "--help" || a == "-h") {
-        print!("{HEAD}{}{USAGE}", render::USAGE);
+        print!("{HEAD}{}{}{USAGE}", render::USAGE, kernels::USAGE);
         return ExitCode::SUCCESS;
     }
     let result = match argv.first().map(String::as_str) {
         Some("bench") => bench::main(&argv[1..]),
         Some("render") => render::main(&argv[1..]),
         Some("adapter") => adapter(),
+        Some("tune") => kernels::tune_main(&argv[1..]),
+        Some("kernel") => kernels::kernel_main(&argv[1..]),
         Some("fetch-weights") => weights::fetch_main(&argv[1..]),
         Some("info") => weights::info_main(&argv[1..]),
         Some("convert") => weights::convert_main(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
-            print!("{HEAD}{}{USAGE}", render::USAGE);
+            print!("{HEAD}{}{}{USAGE}", render::USAGE, kernels::USAGE);
             return ExitCode::SUCCESS;
         }
         Some(other) => Err(format!("unknown command `{other}`; run `featvis --help` for the list")),
