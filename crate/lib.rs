@@ -2,6 +2,7 @@
 //! shaders, natively (CLI, tests) and in the browser (wasm + WebGPU).
 
 pub mod bench;
+pub mod checkpoint;
 pub mod error;
 pub mod gpu;
 pub mod job;
