@@ -200,7 +200,11 @@ impl Checkpoint {
                 weights_sha256.get(..12).unwrap_or(weights_sha256)
             )));
         }
-        let (a, b) = (serde_json::to_value(&self.request).unwrap_or_default(), serde_json::to_value(request).unwrap_or_default());
+        let resolve = |r: &JobSpec| r.resolved().unwrap_or_else(|_| r.clone());
+        let (a, b) = (
+            serde_json::to_value(resolve(&self.request)).unwrap_or_default(),
+            serde_json::to_value(resolve(request)).unwrap_or_default(),
+        );
         if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
             for (k, va) in a {
                 let vb = b.get(k).cloned().unwrap_or(serde_json::Value::Null);

@@ -125,6 +125,38 @@ fn channel_count(layer: &str, classes: Option<usize>) -> Option<usize> {
 }
 
 impl JobSpec {
+    /// The same request with every default and the preset written out
+    /// (channels as a plain list, objectives in canonical text): two
+    /// requests that render the same thing resolve to equal specs.
+    pub fn resolved(&self) -> Result<JobSpec> {
+        let Built { job, labels } = self.build(None)?;
+        let (layer, channels, objective, batch) = match &job.objectives {
+            Objectives::PerImage(_) => (
+                Some(self.layer.clone().unwrap_or_else(|| "conv4_3".into())),
+                Some(labels.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")),
+                None,
+                job.max_batch,
+            ),
+            Objectives::Batch { objective, batch } => (None, None, Some(objective.to_string()), *batch),
+        };
+        Ok(JobSpec {
+            layer,
+            channels,
+            objective,
+            batch: Some(batch),
+            size: Some(job.height),
+            steps: Some(job.steps),
+            preset: None,
+            transforms: Some(job.transforms.name().to_string()),
+            param: Some(job.param.name().to_string()),
+            lr: Some(job.adam.lr),
+            seed: Some(job.seed),
+            redirect: Some(job.redirect_relu),
+            snapshots: Some(job.snapshots.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")),
+            preview_every: None,
+        })
+    }
+
     /// Parse the page's JSON request.
     pub fn from_json(text: &str) -> Result<JobSpec> {
         serde_json::from_str(text).map_err(|e| Error::Invalid(format!("render request: {e}")))

@@ -119,5 +119,11 @@ fn other_weights_or_settings_are_named() {
     let mut r = c.request.clone();
     r.param = Some("pixel".into());
     let e = c.check_matches(&r, &c.weights_sha256).unwrap_err().to_string();
-    assert!(e.contains("param is not set but this render asks for \"pixel\""), "{e}");
+    assert!(e.contains("param is \"fft\" but this render asks for \"pixel\""), "{e}");
+    // Defaults written out or left to the defaults are the same request.
+    let mut r = c.request.clone();
+    r.param = Some("fft".into());
+    r.lr = Some(0.05);
+    r.channels = Some("0,1,2".into());
+    c.check_matches(&r, &c.weights_sha256).unwrap();
 }

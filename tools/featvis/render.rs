@@ -6,9 +6,14 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use featvis::checkpoint::Checkpoint;
 use featvis::job::{Built, JobSpec};
 use featvis::model::{Vgg16, Vgg16Weights};
-use featvis::render::{self, Control, Job, Output, Progress};
+use featvis::render::{self, Job, Output, Progress, Render};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use featvis::report::RenderReport;
 use featvis::weights::Preprocessing;
 use featvis::Gpu;
@@ -20,6 +25,7 @@ pub const USAGE: &str = "\
                  [--size 128] [--steps 512] [--preset distill|lucid] [--transforms distill|lucid|none]
                  [--param fft|pixel] [--lr 0.05] [--seed 1] [--batch 16] [--no-redirect]
                  [--snapshots 32,128,512] [--cols 8] [--labels] [--out grid.png] [--json] [--quiet]
+                 [--checkpoint-every N] [--resume OUT.ckpt]
       Visualize channels of a layer (one channel objective per tile, in channel order) into a PNG
       grid, or with --objective one objective (e.g. \"conv4_3:12 - 100*diversity(conv4_3)\") over
       --batch images. A layer name means its activation after the ReLU; conv4_3_pre_relu the value
@@ -27,6 +33,10 @@ pub const USAGE: &str = "\
       redirected ReLU on. Presets: distill (2560 steps, Distill transforms, lr 0.05), lucid (512
       steps, Lucid's standard transforms). --snapshots writes OUT-STEP.png at each listed step.
       --json prints one JSON object at the end (adapter, size, steps, ms_per_step, images).
+      Snapshots are written as they are reached. Ctrl-C (SIGINT) or SIGTERM finishes the step,
+      writes the current images as OUT-STEP.png and the state as OUT.ckpt, and exits 130 (143);
+      --checkpoint-every N also writes OUT.ckpt every N steps and at each snapshot. --resume
+      OUT.ckpt continues (same weights; settings from the checkpoint) to the same bytes.
 ";
 
 /// `grid.png` and step 32 → `grid-32.png`.
@@ -44,6 +54,13 @@ struct Bar {
 }
 
 impl Bar {
+    /// Clear the bar's line (on a terminal) before printing a message.
+    fn clear(&self) {
+        if self.tty && !self.quiet {
+            eprint!("\r{:80}\r", "");
+        }
+    }
+
     fn show(&mut self, p: &Progress) {
         if self.quiet {
             return;
@@ -117,7 +134,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         argv,
         &[
             "weights", "layer", "channels", "objective", "size", "steps", "preset", "transforms", "param", "lr", "seed", "out", "batch", "cols",
-            "snapshots", "margin",
+            "snapshots", "margin", "checkpoint-every", "resume",
         ],
         &["random-weights", "json", "labels", "no-redirect", "quiet"],
     )?;
@@ -142,7 +159,27 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         snapshots: args.get("snapshots").map(String::from),
         preview_every: None,
     };
-    let out = PathBuf::from(args.get("out").unwrap_or("grid.png"));
+    // --resume FILE: the checkpoint's request, unless the command line gives
+    // one (then it must be the same).
+    let resume = match args.get("resume") {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read checkpoint {path}: {e}"))?;
+            Some((path.to_string(), Checkpoint::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?))
+        }
+        None => None,
+    };
+    let job_options = ["layer", "channels", "objective", "batch", "size", "steps", "preset", "transforms", "param", "lr", "seed", "snapshots"];
+    let spec = match &resume {
+        Some((_, ck)) if !job_options.iter().any(|k| args.get(k).is_some()) && !args.flag("no-redirect") => ck.request.clone(),
+        _ => spec,
+    };
+    let out = match (args.get("out"), &resume) {
+        (Some(o), _) => PathBuf::from(o),
+        (None, Some((path, _))) => PathBuf::from(path).with_extension("png"),
+        (None, None) => PathBuf::from("grid.png"),
+    };
+    let ckpt_path = out.with_extension("ckpt");
+    let checkpoint_every = args.usize_or("checkpoint-every", 0)? as u64;
     let cols = args.usize_or("cols", 8)?.max(1);
     let margin = args.usize_or("margin", 4)?;
     // `channels all` needs the head's size only for fc8; the weights are
@@ -153,12 +190,12 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     // Every output path is checked before minutes of GPU work.
     let mut paths: Vec<PathBuf> = snapshots.iter().map(|&s| snapshot_path(&out, s)).collect();
     paths.push(out.clone());
-    for p in &paths {
+    for p in paths.iter().chain(std::iter::once(&ckpt_path)) {
         check_writable(p)?;
     }
 
-    let (weights, preprocess, weights_name) = if args.flag("random-weights") {
-        (Vgg16Weights::random(1, None), Preprocessing::keras(), "random".to_string())
+    let (weights, preprocess, weights_name, weights_sha) = if args.flag("random-weights") {
+        (Vgg16Weights::random(1, None), Preprocessing::keras(), "random".to_string(), "random weights, seed 1".to_string())
     } else {
         let path = args.get("weights").unwrap_or("www/weights/vgg16-imagenet.safetensors");
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
@@ -167,21 +204,33 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         })?;
         let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
         let pre = f.preprocessing;
-        (f.weights, pre, path.to_string())
+        (f.weights, pre, path.to_string(), featvis::checkpoint::sha256_hex(&bytes))
     };
+    if let Some((path, ck)) = &resume {
+        ck.check_matches(&spec, &weights_sha).map_err(|e| format!("{path}: {e}"))?;
+    }
 
     render::check(&job, weights.classes()).map_err(|e| e.to_string())?;
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
 
+    // SIGINT / SIGTERM: finish the step under way, keep the picture and the
+    // state; the same signal again exits at once.
+    let signal = Arc::new(AtomicUsize::new(0));
+    for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        let again = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, code, again.clone());
+        let _ = signal_hook::flag::register(sig, again);
+        let _ = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize);
+    }
+
     let quiet = args.flag("quiet");
     let mut bar = Bar { tty: std::io::stderr().is_terminal(), quiet, start: Instant::now(), last_line: 0.0 };
-    let output = pollster::block_on(render::render(&gpu, &model, &preprocess, &job, &mut |p| {
-        bar.show(p);
-        Control::Continue
-    }))
+    let mut r = match &resume {
+        Some((_, ck)) => pollster::block_on(Render::resume(&gpu, &model, &preprocess, &job, &ck.state)),
+        None => Render::new(&gpu, &model, &preprocess, &job),
+    }
     .map_err(|e| e.to_string())?;
-
     let (h, w) = (job.height, job.width);
     let encode = |images: &[Vec<f32>]| {
         let (gw, gh, rgb) = if args.flag("labels") {
@@ -191,14 +240,66 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         };
         (gw, gh, featvis::png::encode_rgb(gw, gh, &rgb))
     };
-    for snap in &output.snapshots {
-        let path = snapshot_path(&out, snap.step);
-        let (gw, gh, png) = encode(&snap.images);
-        write_atomic(&path, &png)?;
-        if !quiet {
-            eprintln!("wrote {} ({gw}x{gh}, step {})", path.display(), snap.step);
+    let n = job.objectives.len();
+    let mut written: Vec<PathBuf> = Vec::new();
+    let write_checkpoint = |r: &Render| -> Result<(), String> {
+        let state = pollster::block_on(r.state(&gpu)).map_err(|e| e.to_string())?;
+        let ck = Checkpoint { request: spec.clone(), weights_sha256: weights_sha.clone(), state };
+        write_atomic(&ckpt_path, &ck.to_bytes())
+    };
+    while !r.is_finished() {
+        let report = pollster::block_on(r.step(&gpu, &model)).map_err(|e| e.to_string())?;
+        bar.show(&report.progress());
+        let last_step = report.step;
+        // Snapshots are written as soon as every image has reached them.
+        for snap in r.snapshots() {
+            let path = snapshot_path(&out, snap.step);
+            if snap.images.len() == n && !written.contains(&path) {
+                let (gw, gh, png) = encode(&snap.images);
+                write_atomic(&path, &png)?;
+                if !quiet {
+                    bar.clear();
+                    eprintln!("wrote {} ({gw}x{gh}, step {})", path.display(), snap.step);
+                }
+                written.push(path);
+            }
+        }
+        let interrupted = signal.load(Ordering::SeqCst) != 0;
+        if !r.is_finished() && (interrupted || (checkpoint_every > 0 && (report.done % checkpoint_every == 0 || report.snapshot.is_some()))) {
+            write_checkpoint(&r)?;
+        }
+        if interrupted && !r.is_finished() {
+            let sig = signal.load(Ordering::SeqCst) as i32;
+            pollster::block_on(r.stop(&gpu)).map_err(|e| e.to_string())?;
+            let output = r.output();
+            let current = snapshot_path(&out, last_step);
+            let finals: Vec<Vec<f32>> = output.images.iter().map(|i| i.pixels.clone()).collect();
+            let (gw, gh, png) = encode(&finals);
+            write_atomic(&current, &png)?;
+            written.push(current.clone());
+            bar.clear();
+            eprintln!(
+                "featvis: interrupted ({}) at step {last_step} of {}: the current images are in {} ({gw}x{gh}); {} holds the state: \
+                 continue with `featvis render --resume {}`",
+                if sig == SIGTERM { "SIGTERM" } else { "SIGINT" },
+                job.steps,
+                current.display(),
+                ckpt_path.display(),
+                ckpt_path.display()
+            );
+            if args.flag("json") {
+                written.push(ckpt_path.clone());
+                print_json(&gpu, &job, &output, &written)?;
+            }
+            std::process::exit(if sig == SIGTERM { 143 } else { 130 });
         }
     }
+    let output = r.output();
+    if resume.is_some() || checkpoint_every > 0 {
+        // The render is complete: its checkpoint is of no further use.
+        let _ = std::fs::remove_file(&ckpt_path);
+    }
+
     let finals: Vec<Vec<f32>> = output.images.iter().map(|i| i.pixels.clone()).collect();
     let (gw, gh, png) = encode(&finals);
     write_atomic(&out, &png)?;
