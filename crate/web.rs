@@ -230,11 +230,40 @@ impl Engine {
     /// Nothing runs until the first `step()`.
     pub fn start(&self, json: &str) -> Result<RenderTask, JsError> {
         self.shared.check_alive()?;
-        let (job, weights) = self.job(json)?;
+        let (job, weights, request) = self.job_spec(json)?;
         let weights = weights.ok_or_else(|| JsError::new("no weights are loaded: load a weights file first"))?;
         let render = Render::new(&self.shared.gpu, &weights.model, &weights.preprocessing, &job).map_err(|e| self.shared.error(e))?;
+        Ok(self.task(job, weights, request, render))
+    }
+
+    /// Continue a render from a checkpoint (`task.checkpoint()`'s bytes):
+    /// `json` is the same request, `weights_sha256` the loaded weights'
+    /// SHA-256 (hex); a checkpoint of other settings or weights, or a
+    /// damaged one, is refused with what differs.
+    pub async fn resume(&self, json: String, checkpoint: Vec<u8>, weights_sha256: String) -> Result<RenderTask, JsError> {
+        self.shared.check_alive()?;
+        let (job, weights, request) = self.job_spec(&json)?;
+        let weights = weights.ok_or_else(|| JsError::new("no weights are loaded: load a weights file first"))?;
+        let ck = crate::checkpoint::Checkpoint::from_bytes(&checkpoint).map_err(|e| JsError::new(&e.to_string()))?;
+        ck.check_matches(&request, &weights_sha256).map_err(|e| JsError::new(&e.to_string()))?;
+        let render = Render::resume(&self.shared.gpu, &weights.model, &weights.preprocessing, &job, &ck.state)
+            .await
+            .map_err(|e| self.shared.error(e))?;
+        let task = self.task(job, weights, request, render);
+        // The finished images come back with the state: show them at once.
+        if let Some(r) = task.render.borrow().as_ref() {
+            let mut rgba = task.rgba.borrow_mut();
+            for (i, img) in r.rendered().iter().enumerate() {
+                rgba[i] = Some(to_rgba(&img.pixels));
+            }
+        }
+        Ok(task)
+    }
+
+    fn task(&self, job: Job, weights: Rc<LoadedWeights>, request: JobSpec, render: Render) -> RenderTask {
         let n = job.objectives.len();
-        Ok(RenderTask {
+        RenderTask {
+            request,
             shared: self.shared.clone(),
             weights,
             size: (job.height, job.width),
@@ -242,12 +271,19 @@ impl Engine {
             render: RefCell::new(Some(render)),
             rgba: RefCell::new(vec![None; n]),
             failed: RefCell::new(None),
-        })
+        }
     }
 
     /// Parse a request and apply the page's defaults: snapshots at Lucid's
     /// thresholds, a preview every 4 steps, each step's values read.
     fn job(&self, json: &str) -> Result<(Job, Option<Rc<LoadedWeights>>), JsError> {
+        let (job, weights, _) = self.job_spec(json)?;
+        Ok((job, weights))
+    }
+
+    /// [`Engine::job`], and the request with the page's defaults written in
+    /// (what a checkpoint records).
+    fn job_spec(&self, json: &str) -> Result<(Job, Option<Rc<LoadedWeights>>, JobSpec), JsError> {
         let mut spec = JobSpec::from_json(json).map_err(|e| JsError::new(&e.to_string()))?;
         if spec.snapshots.is_none() {
             spec.snapshots = Some("lucid".into());
@@ -259,7 +295,7 @@ impl Engine {
         let classes = weights.as_ref().and_then(|w| w.model.has_fc().then(|| w.model.classes()));
         let mut built = spec.build(classes).map_err(|e| JsError::new(&e.to_string()))?;
         built.job.loss_every = 1;
-        Ok((built.job, weights))
+        Ok((built.job, weights, spec))
     }
 
     /// Use another conv schedule for renders started from now on: `tiled`,
@@ -329,6 +365,8 @@ fn to_rgba(rgb: &[f32]) -> Vec<u8> {
 /// One render, advanced by JS one step at a time.
 #[wasm_bindgen]
 pub struct RenderTask {
+    /// The request as started (with the page's defaults): what a checkpoint records.
+    request: JobSpec,
     shared: Rc<Shared>,
     weights: Rc<LoadedWeights>,
     /// Taken out while a step runs (so no borrow is held across an await).
@@ -513,6 +551,17 @@ impl RenderTask {
             let (gw, gh, rgb) = if i < 0 { crate::png::grid(&chosen, h, w, 8, 4) } else { crate::png::grid(&chosen, h, w, 1, 0) };
             Ok(crate::png::encode_rgb(gw, gh, &rgb))
         })?
+    }
+
+    /// The render's whole state as a checkpoint file (crate::checkpoint),
+    /// for `Engine.resume` in a later visit. `weights_sha256`: the loaded
+    /// weights' SHA-256 (hex). Between steps only.
+    pub async fn checkpoint(&self, weights_sha256: String) -> Result<Vec<u8>, JsError> {
+        let render = self.take()?;
+        let state = render.state(&self.shared.gpu).await;
+        *self.render.borrow_mut() = Some(render);
+        let state = state.map_err(|e| self.shared.error(e))?;
+        Ok(crate::checkpoint::Checkpoint { request: self.request.clone(), weights_sha256, state }.to_bytes())
     }
 
     /// The render's report: the object `featvis render --json` prints

@@ -394,12 +394,16 @@ function weightsReady(summary, source) {
     const ok = checkForm();
     if (run) {
       startRender();
-    } else if (!ok && (settings.layer !== undefined || settings.channels !== undefined || settings.objective !== undefined)) {
-      showAlert(`This link's settings: ${$("job-error").textContent}`, { kind: "job" });
+    } else {
+      if (!ok && (settings.layer !== undefined || settings.channels !== undefined || settings.objective !== undefined)) {
+        showAlert(`This link's settings: ${$("job-error").textContent}`, { kind: "job" });
+      }
+      offerResume();
     }
   } else {
     updateChannelsHint();
     scheduleCheck();
+    offerResume();
   }
 }
 
@@ -522,8 +526,58 @@ function onProgress(p) {
   schedulePlot();
 }
 
-async function startRender() {
+// The unfinished render kept in IndexedDB (featvis.saveRenderState) for a reloaded tab.
+const SAVED = "page";
+
+async function saveState(job, bytes, p) {
+  const progress = p ?? fv.progress;
+  try {
+    await featvis.saveRenderState(SAVED, {
+      job,
+      weightsSha256: fv.weights?.sha256 ?? "",
+      weightsUrl: fv.weights?.url ?? "",
+      done: progress?.done ?? 0,
+      total: progress?.total ?? job.steps,
+      bytes,
+      savedAt: Date.now(),
+    });
+    fv.savedAt = Date.now();
+  } catch (e) {
+    console.warn(`featvis: the render was not kept for a reload: ${message(e)}`);
+  }
+}
+
+function describeJob(job) {
+  const what = job.objective ? `“${job.objective}”${job.batch > 1 ? ` × ${job.batch}` : ""}` : `${job.layer} channels ${job.channels}`;
+  return `${what}, ${job.size} px`;
+}
+
+// A render this tab (or an earlier one) did not finish, on these weights: offer to continue it.
+async function offerResume() {
+  const rec = await featvis.loadRenderState(SAVED);
+  if (!rec || !fv.weights || rec.weightsSha256 !== fv.weights.sha256 || current) {
+    $("resume-banner").hidden = true;
+    return;
+  }
+  $("resume-text").textContent = `An unfinished render: ${describeJob(rec.job)}, stopped at step ${rec.done} of ${rec.total}.`;
+  $("resume-banner").hidden = false;
+  fv.resumable = { done: rec.done, total: rec.total, job: rec.job };
+}
+
+async function continueSaved() {
+  const rec = await featvis.loadRenderState(SAVED);
+  $("resume-banner").hidden = true;
+  if (!rec) return;
+  const strings = Object.fromEntries(Object.entries(rec.job).map(([k, v]) => [k, String(v)]));
+  applySettings(strings);
+  if (rec.job.layer) selectValue($("layer"), rec.job.layer);
+  updateChannelsHint();
+  await startRender({ job: rec.job, resumeFrom: rec.bytes });
+}
+
+async function startRender({ job: given = null, resumeFrom = null } = {}) {
   if (current) return;
+  $("resume-banner").hidden = true;
   clearAlert();
   fv.error = null;
   if (!engine || !fv.weights) return;
@@ -534,7 +588,7 @@ async function startRender() {
   }
   let job, info;
   try {
-    job = jobFromForm();
+    job = given ?? jobFromForm();
     info = JSON.parse(engine.checkJob(JSON.stringify(job)));
     $("job-error").textContent = "";
   } catch (e) {
@@ -550,7 +604,12 @@ async function startRender() {
   setRunning(true);
   let handle;
   try {
-    handle = featvis.render(job, { onProgress: (p) => onProgress(p) });
+    handle = featvis.render(job, {
+      onProgress: (p) => onProgress(p),
+      resumeFrom,
+      checkpointEvery: 8,
+      onCheckpoint: (bytes, p) => saveState(job, bytes, p),
+    });
   } catch (e) {
     setRunning(false);
     fail(message(e), { kind: "job" });
@@ -578,6 +637,7 @@ function finished(result) {
     return;
   }
   fv.result = result;
+  if (!result.cancelled) featvis.clearRenderState(SAVED);
   for (let i = 0; i < run.info.images; i++) drawTile(i);
   schedulePlot();
   const steps = result.cancelled ? result.steps_done : run.info.steps;
@@ -981,6 +1041,11 @@ function wire() {
   });
   $("pause").addEventListener("click", togglePause);
   $("stop").addEventListener("click", stop);
+  $("resume-continue").addEventListener("click", () => continueSaved().catch((e) => fail(message(e), { kind: "job" })));
+  $("resume-discard").addEventListener("click", () => {
+    $("resume-banner").hidden = true;
+    featvis.clearRenderState(SAVED);
+  });
   for (const b of document.querySelectorAll("[data-example]")) {
     b.addEventListener("click", () => {
       const [objective, batch] = exampleObjective(b.dataset.example);

@@ -231,6 +231,16 @@ function shared(key, listener, start) {
   return entry.promise;
 }
 
+/** SHA-256 of `bytes` in hex (what checkpoints record of the weights). */
+export async function sha256Hex(bytes) {
+  try {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  } catch {
+    return `bytes:${bytes.length}`; // no WebCrypto (an insecure context): the size stands in
+  }
+}
+
 async function loadUrl(url, report) {
   const got = await fetchBytes(url, report);
   const engine = await getEngine();
@@ -240,6 +250,7 @@ async function loadUrl(url, report) {
   } catch (e) {
     throw coded("weights-invalid", `${url}: ${asError(e).message}`);
   }
+  summary.sha256 = await sha256Hex(got.bytes);
   if (got.cache && !got.cached) {
     const headers = { "content-type": "application/octet-stream", "content-length": String(got.bytes.length) };
     if (got.etag) headers.etag = got.etag;
@@ -266,7 +277,7 @@ export async function loadWeights(source = null, { onBytes } = {}) {
       report(bytes.length, bytes.length);
       const engine = await getEngine();
       try {
-        return { ...JSON.parse(await engine.loadWeights(bytes)), url: name, cached: false };
+        return { ...JSON.parse(await engine.loadWeights(bytes)), url: name, cached: false, sha256: await sha256Hex(bytes) };
       } catch (e) {
         throw coded("weights-invalid", `${name}: ${asError(e).message}`);
       }
@@ -309,9 +320,12 @@ const yieldToBrowser = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 /** A render in the page's schedule. */
 export class RenderHandle {
-  constructor(job, onProgress) {
+  constructor(job, onProgress, { resumeFrom = null, onCheckpoint = null, checkpointEvery = 0 } = {}) {
     this.job = job;
     this.onProgress = onProgress;
+    this.resumeFrom = resumeFrom;
+    this.onCheckpoint = onCheckpoint;
+    this.checkpointEvery = checkpointEvery;
     this.state = "queued";
     this.task = null;
     this.labels = [];
@@ -351,6 +365,17 @@ export class RenderHandle {
   }
 }
 
+// Hand the render's checkpoint to its onCheckpoint (between steps only).
+async function saveCheckpoint(h, p) {
+  if (!h.onCheckpoint || !h.task || h.task.finished()) return;
+  try {
+    const bytes = await h.task.checkpoint(currentWeights()?.sha256 ?? "");
+    await h.onCheckpoint(bytes, p);
+  } catch (e) {
+    console.warn(`featvis: the render's state was not saved: ${asError(e).message}`);
+  }
+}
+
 function retire(h) {
   const i = active.indexOf(h);
   if (i >= 0) active.splice(i, 1);
@@ -367,11 +392,15 @@ async function advance(h) {
       }
       const engine = await getEngine();
       if (!engine.hasWeights()) await loadWeights(null);
-      h.task = engine.start(JSON.stringify(h.job));
+      h.task = h.resumeFrom
+        ? await engine.resume(JSON.stringify(h.job), h.resumeFrom, currentWeights()?.sha256 ?? "")
+        : engine.start(JSON.stringify(h.job));
+      h.resumeFrom = null;
       h.labels = JSON.parse(h.task.labels());
       if (h.paused && !h.stopRequested) return; // paused while the engine or weights loaded
     }
     if (h.stopRequested) {
+      await saveCheckpoint(h, null);
       await h.task.stop();
       h.result = JSON.parse(h.task.result());
       h.state = "stopped";
@@ -381,6 +410,7 @@ async function advance(h) {
     }
     h.state = "running";
     const p = JSON.parse(await h.task.step());
+    if (!p.finished && h.checkpointEvery > 0 && p.done % h.checkpointEvery === 0) await saveCheckpoint(h, p);
     if (p.finished) {
       h.result = JSON.parse(h.task.result());
       h.state = "done";
@@ -427,10 +457,12 @@ function kick() {
  * Render `job` (the CLI's option names: layer, channels, objective, batch,
  * size, steps, preset, transforms, param, lr, seed, redirect, snapshots,
  * preview_every). Steps of several renders interleave; the browser's event
- * loop runs between any two.
+ * loop runs between any two. `resumeFrom`: a checkpoint's bytes to continue
+ * from; `onCheckpoint(bytes, step)`: hears the render's state every
+ * `checkpointEvery` steps and when it is stopped (see saveRenderState).
  */
-export function render(job, { onProgress } = {}) {
-  const h = new RenderHandle(job, onProgress);
+export function render(job, { onProgress, resumeFrom, onCheckpoint, checkpointEvery } = {}) {
+  const h = new RenderHandle(job, onProgress, { resumeFrom, onCheckpoint, checkpointEvery });
   active.push(h);
   kick();
   return h;
@@ -472,4 +504,59 @@ export function jobFromQuery(params) {
     }
   }
   return { job, weights: params.get("weights") || null, run: params.get("run") === "1", errors };
+}
+
+// ---------------------------------------------------------------- saved renders
+
+const DB_NAME = "featvis";
+const STORE = "renders";
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    if (!globalThis.indexedDB) {
+      reject(new Error("this browser keeps no IndexedDB"));
+      return;
+    }
+    const req = indexedDB.open(DB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error ?? new Error("IndexedDB did not open"));
+  });
+}
+
+async function withStore(mode, f) {
+  const db = await openDb();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, mode);
+      const req = f(tx.objectStore(STORE));
+      tx.oncomplete = () => resolve(req?.result);
+      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
+      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** Keep a render's record ({job, weightsSha256, bytes, step, …}) under `key`, so a reloaded tab can continue it. */
+export function saveRenderState(key, record) {
+  return withStore("readwrite", (s) => s.put(record, key));
+}
+
+/** The record kept under `key`, or undefined. */
+export async function loadRenderState(key) {
+  try {
+    return await withStore("readonly", (s) => s.get(key));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function clearRenderState(key) {
+  try {
+    await withStore("readwrite", (s) => s.delete(key));
+  } catch {
+    /* nothing kept */
+  }
 }

@@ -414,6 +414,56 @@ test("Stop ends a render within about one step, keeps its images, and the page r
   }
 });
 
+test("a stopped render is kept: the reloaded page offers to continue it, and it ends on the images of an uninterrupted render", { timeout: 300_000 }, async () => {
+  const { context, page } = await newPage();
+  const link = `${BASE}/?layer=conv1_2&channels=0-2&size=24&steps=20&seed=5&batch=2`;
+  const grid = async () => {
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), page.click("#download-grid")]);
+    const file = path.join(os.tmpdir(), `featvis-resume-${process.pid}-${Date.now()}.png`);
+    await download.saveAs(file);
+    const bytes = fs.readFileSync(file);
+    fs.rmSync(file);
+    return bytes;
+  };
+  try {
+    // Uninterrupted (two batches: 2 images, then 1).
+    await page.goto(`${link}&run=1`);
+    assert.equal(await waitState(page, ["done", "error"], 120_000), "done", JSON.stringify(await shown(page)));
+    const whole = await page.evaluate(() => window.featvis.result);
+    const wholePng = await grid();
+    assert.equal(await page.locator("#resume-banner").isVisible(), false, "nothing to continue after a finished render");
+
+    // Stopped in its first batch, after a checkpoint (every 8 steps) and past it.
+    await page.goto(`${link}&run=1`);
+    await page.waitForFunction(() => window.featvis.progress?.done >= 10, null, { timeout: 120_000, polling: 50 });
+    await page.click("#stop");
+    assert.equal(await waitState(page, ["done", "error"], 60_000), "done");
+    const stopped = await page.evaluate(() => window.featvis.result);
+    assert.equal(stopped.cancelled, true);
+    assert.equal(await page.locator("#download-grid").isDisabled(), false, "the stopped images can be saved");
+
+    // Reloaded: the page offers to continue, and continuing finishes it.
+    await page.goto(link);
+    await page.waitForSelector("#resume-banner:not([hidden])", { timeout: 60_000 });
+    const offer = await page.locator("#resume-text").textContent();
+    assert.match(offer, /conv1_2 channels 0-2, 24 px, stopped at step \d+ of 40/);
+    await page.click("#resume-continue");
+    assert.equal(await waitState(page, ["done", "error"], 120_000), "done", JSON.stringify(await shown(page)));
+    const resumed = await page.evaluate(() => window.featvis.result);
+    console.log(JSON.stringify({ test: "resume in the page", offer, whole: whole.images.map((i) => i.final_activation), resumed: resumed.images.map((i) => i.final_activation) }));
+    assert.equal(resumed.cancelled, false);
+    assert.deepEqual(resumed.images, whole.images, "the continued render ends on other values");
+    assert.ok(Buffer.compare(await grid(), wholePng) === 0, "the continued render's grid PNG differs from the uninterrupted one");
+    // Finished: nothing left to continue.
+    await page.goto(link);
+    assert.equal(await waitState(page, ["ready", "error"], 60_000), "ready");
+    await page.waitForTimeout(500);
+    assert.equal(await page.locator("#resume-banner").isVisible(), false);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a device lost during a render: the alert offers a restart, which renders the same settings again", { timeout: 180_000 }, async () => {
   const { context, page } = await newPage();
   try {
