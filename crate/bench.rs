@@ -5,6 +5,8 @@
 //! (parameterization, colour, transforms, preprocessing, their adjoints,
 //! Adam), on random weights (speed does not depend on the values).
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::{Network, Vgg16, Vgg16Weights, CONVS};
@@ -60,47 +62,77 @@ impl StepSplit {
     }
 }
 
+/// `x` rounded to `places` decimals: the report's figures are timings, not exact.
+fn round(x: f64, places: i32) -> f64 {
+    let k = 10f64.powi(places);
+    (x * k).round() / k
+}
+
+/// The report as JSON (`featvis bench --json`, the page's benchmark result).
+#[derive(Serialize)]
+struct BenchJson<'a> {
+    adapter: &'a str,
+    conv_schedule: &'a str,
+    size: usize,
+    batch: usize,
+    layers: Vec<LayerJson>,
+    step_ms: f64,
+    step_gflops: f64,
+    split: Option<SplitJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct LayerJson {
+    name: &'static str,
+    gflop: f64,
+    fwd_gflops: f64,
+    bwd_gflops: f64,
+    fwd_ms: f64,
+    bwd_ms: f64,
+}
+
+#[derive(Serialize)]
+struct SplitJson<'a> {
+    layer: &'a str,
+    step_ms: f64,
+    image_ms: f64,
+    image_share: f64,
+}
+
 impl BenchReport {
-    /// One JSON object: adapter, size, batch, layers (name, fwd_gflops,
-    /// bwd_gflops, ...), step_ms.
+    /// One JSON object: adapter, conv_schedule, size, batch, layers (name,
+    /// gflop, fwd_gflops, bwd_gflops, fwd_ms, bwd_ms), step_ms, step_gflops,
+    /// split (layer, step_ms, image_ms, image_share) or null. A figure that
+    /// is not a number (a kernel timed at 0 ms) is null.
     pub fn to_json(&self) -> String {
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let layers: Vec<String> = self
-            .layers
-            .iter()
-            .map(|l| {
-                format!(
-                    "{{\"name\":\"{}\",\"gflop\":{:.4},\"fwd_gflops\":{:.3},\"bwd_gflops\":{:.3},\"fwd_ms\":{:.3},\"bwd_ms\":{:.3}}}",
-                    l.name,
-                    l.gflop,
-                    l.fwd_gflops(),
-                    l.bwd_gflops(),
-                    l.fwd_ms,
-                    l.bwd_ms
-                )
-            })
-            .collect();
-        let split = match &self.split {
-            Some(s) => format!(
-                "{{\"layer\":\"{}\",\"step_ms\":{:.3},\"image_ms\":{:.3},\"image_share\":{:.4}}}",
-                esc(&s.layer),
-                s.step_ms,
-                s.image_ms,
-                s.image_share()
-            ),
-            None => "null".into(),
+        let json = BenchJson {
+            adapter: &self.adapter,
+            conv_schedule: &self.conv_schedule,
+            size: self.size,
+            batch: self.batch,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerJson {
+                    name: l.name,
+                    gflop: round(l.gflop, 4),
+                    fwd_gflops: round(l.fwd_gflops(), 3),
+                    bwd_gflops: round(l.bwd_gflops(), 3),
+                    fwd_ms: round(l.fwd_ms, 3),
+                    bwd_ms: round(l.bwd_ms, 3),
+                })
+                .collect(),
+            step_ms: round(self.step_ms, 3),
+            step_gflops: round(self.step_gflop / self.step_ms * 1e3, 3),
+            split: self.split.as_ref().map(|s| SplitJson {
+                layer: &s.layer,
+                step_ms: round(s.step_ms, 3),
+                image_ms: round(s.image_ms, 3),
+                image_share: round(s.image_share(), 4),
+            }),
         };
-        format!(
-            "{{\"adapter\":\"{}\",\"conv_schedule\":\"{}\",\"size\":{},\"batch\":{},\"layers\":[{}],\"step_ms\":{:.3},\"step_gflops\":{:.3},\"split\":{}}}",
-            esc(&self.adapter),
-            esc(&self.conv_schedule),
-            self.size,
-            self.batch,
-            layers.join(","),
-            self.step_ms,
-            self.step_gflop / self.step_ms * 1e3,
-            split
-        )
+        // Strings and numbers (non-finite ones become null): this cannot fail.
+        serde_json::to_string(&json).unwrap_or_default()
     }
 }
 

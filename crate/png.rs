@@ -1,73 +1,22 @@
-//! A small PNG encoder (8-bit RGB, zlib with stored blocks): enough to save
-//! visualizations without another dependency. Runs in wasm too.
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (i, t) in table.iter_mut().enumerate() {
-        let mut c = i as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-        *t = c;
-    }
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c = table[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-    }
-    c ^ 0xFFFF_FFFF
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += x as u32;
-            b += a;
-        }
-        a %= 65521;
-        b %= 65521;
-    }
-    (b << 16) | a
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend((data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend(kind);
-    out.extend(data);
-    let crc = crc32(&out[start..]);
-    out.extend(crc.to_be_bytes());
-}
+//! PNG grids of rendered images: 8-bit RGB, encoded by the `png` crate.
+//! Runs in wasm too.
 
 /// Encode `rgb` (height × width × 3 bytes, row-major) as a PNG file.
 pub fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
     assert_eq!(rgb.len(), width as usize * height as usize * 3, "png: pixel buffer size");
-    let row = width as usize * 3;
-    let mut raw = Vec::with_capacity((row + 1) * height as usize);
-    for y in 0..height as usize {
-        raw.push(0); // filter: none
-        raw.extend(&rgb[y * row..(y + 1) * row]);
+    let mut out = Vec::new();
+    let mut encoder = ::png::Encoder::new(&mut out, width, height);
+    encoder.set_color(::png::ColorType::Rgb);
+    encoder.set_depth(::png::BitDepth::Eight);
+    // Writing to memory fails only on sizes PNG cannot hold (zero or over
+    // 2³¹ pixels a side), which no grid has.
+    let written = encoder.write_header().and_then(|mut w| {
+        w.write_image_data(rgb)?;
+        w.finish()
+    });
+    if let Err(e) = written {
+        panic!("png: encoding a {width}×{height} image: {e}");
     }
-    let mut z = vec![0x78, 0x01];
-    let mut blocks = raw.chunks(65535).peekable();
-    if blocks.peek().is_none() {
-        z.extend([1, 0, 0, 0xFF, 0xFF]);
-    }
-    while let Some(b) = blocks.next() {
-        z.push(u8::from(blocks.peek().is_none()));
-        z.extend((b.len() as u16).to_le_bytes());
-        z.extend((!(b.len() as u16)).to_le_bytes());
-        z.extend(b);
-    }
-    z.extend(adler32(&raw).to_be_bytes());
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit, RGB, deflate, adaptive filters, no interlace
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z);
-    chunk(&mut out, b"IEND", &[]);
     out
 }
 

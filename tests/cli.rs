@@ -38,57 +38,14 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// A PNG written by featvis (8-bit RGB, one zlib stream) → (w, h, rgb).
+/// A PNG written by featvis (8-bit RGB) → (w, h, rgb), by the png crate's decoder.
 fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    let (mut pos, mut w, mut h, mut idat) = (8, 0, 0, Vec::new());
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let kind = &bytes[pos + 4..pos + 8];
-        let data = &bytes[pos + 8..pos + 8 + len];
-        match kind {
-            b"IHDR" => {
-                w = u32::from_be_bytes(data[0..4].try_into().unwrap()) as usize;
-                h = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
-                assert_eq!(&data[8..10], &[8, 2], "8-bit RGB");
-            }
-            b"IDAT" => idat.extend_from_slice(data),
-            _ => {}
-        }
-        pos += 12 + len;
-    }
-    let raw = featvis::weights::inflate::zlib(&idat, (w * 3 + 1) * h).unwrap();
-    let stride = w * 3;
-    let mut out = vec![0u8; stride * h];
-    for y in 0..h {
-        let filter = raw[y * (stride + 1)];
-        let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
-        for x in 0..stride {
-            let a = if x >= 3 { out[y * stride + x - 3] as i32 } else { 0 };
-            let b = if y > 0 { out[(y - 1) * stride + x] as i32 } else { 0 };
-            let c = if x >= 3 && y > 0 { out[(y - 1) * stride + x - 3] as i32 } else { 0 };
-            let pred = match filter {
-                0 => 0,
-                1 => a,
-                2 => b,
-                3 => (a + b) / 2,
-                4 => {
-                    let p = a + b - c;
-                    let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
-                    if pa <= pb && pa <= pc {
-                        a
-                    } else if pb <= pc {
-                        b
-                    } else {
-                        c
-                    }
-                }
-                f => panic!("filter {f}"),
-            };
-            out[y * stride + x] = (line[x] as i32 + pred) as u8;
-        }
-    }
-    (w, h, out)
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a PNG's size")];
+    let info = reader.next_frame(&mut buf).expect("the PNG's pixels");
+    assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight), "8-bit RGB");
+    buf.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buf)
 }
 
 fn tile(rgb: &[u8], gw: usize, i: usize, cols: usize, size: usize, margin: usize) -> Vec<u8> {
@@ -207,11 +164,16 @@ fn bad_input_is_a_one_line_error_and_writes_nothing() {
     call(&["--layer", "conv5_3", "--size", "15"], "too small");
     call(&["--steps", "0"], "steps must be at least 1");
     call(&["--snapshots", "3"], "outside 1..=2");
-    call(&["--preset", "fast"], "unknown preset `fast`");
+    call(&["--preset", "fast"], "unknown value `fast` for --preset: use distill or lucid");
     call(&["--channels", "3-1"], "channels expects a list like 0-7,12");
     call(&["--objective", "conv4_3:"], "");
-    call(&["--transforms", "wobbly"], "unknown transforms");
+    call(&["--transforms", "wobbly"], "unknown value `wobbly` for --transforms");
+    call(&["--size", "big"], "--size expects a whole number, got `big`");
+    call(&["--size", "100000"], "100000");
+    call(&["--lr", "-1"], "lr must be a positive number");
     call(&["--frobnicate"], "unknown option `--frobnicate`");
+    call(&["--seed"], "--seed needs a value");
+    call(&["extra"], "unexpected argument `extra`");
     // Unwritable output: a folder that does not exist, and a directory.
     let nowhere = dir.join("no/such/dir/g.png");
     fails(&["render", "--random-weights", "--steps", "2", "--out", nowhere.to_str().unwrap()], &nowhere, "cannot write");
@@ -230,13 +192,48 @@ fn bad_input_is_a_one_line_error_and_writes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--help` after any command prints the usage and succeeds (no GPU, no weights).
+/// `--help` after any command prints that command's usage and options and
+/// succeeds (no GPU, no weights); `featvis` alone lists the commands.
 #[test]
 fn help_after_a_command() {
-    for cmd in ["render", "bench", "info", "convert", "fetch-weights"] {
+    for (cmd, option) in [("render", "--objective"), ("bench", "--min-time"), ("info", "FILE"), ("convert", "--f16"), ("fetch-weights", "--out-dir"), ("adapter", "--help"), ("tune", "--json"), ("kernel", "--conv")] {
         let out = featvis(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("featvis render") && text.contains("featvis convert"), "{cmd} --help: {text}");
+        assert!(text.contains(&format!("featvis {cmd}")) && text.contains(option), "{cmd} --help: {text}");
     }
+    let out = featvis(&[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["render", "bench", "adapter", "tune", "kernel", "fetch-weights", "info", "convert", "completions"] {
+        assert!(text.contains(cmd), "`featvis` alone should list {cmd}: {text}");
+    }
+    let out = featvis(&["completions", "bash"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--snapshots"));
+    let out = featvis(&["frobnicate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.trim_end().lines().count() == 1 && err.contains("unknown command `frobnicate`"), "{err}");
+}
+
+/// `featvis bench --json` on the native adapter at a tiny size: one line that
+/// serde_json parses, with the keys the README lists.
+#[test]
+fn bench_json_parses() {
+    let o = featvis(&["bench", "--size", "16", "--layers", "conv1_1,conv2_2", "--min-time", "0", "--split-layer", "conv1_2", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the --json line parses");
+    assert_eq!((v["size"].as_u64(), v["batch"].as_u64()), (Some(16), Some(1)), "{v}");
+    assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()) && v["conv_schedule"].is_string(), "{v}");
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.iter().map(|l| l["name"].as_str().unwrap()).collect::<Vec<_>>(), ["conv1_1", "conv2_2"]);
+    for l in layers {
+        for k in ["gflop", "fwd_gflops", "bwd_gflops", "fwd_ms", "bwd_ms"] {
+            assert!(l[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {l}");
+        }
+    }
+    assert!(v["step_ms"].as_f64().is_some_and(|x| x > 0.0) && v["step_gflops"].as_f64().is_some(), "{v}");
+    assert_eq!(v["split"]["layer"], "conv1_2");
+    assert!(v["split"]["image_share"].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)), "{v}");
 }

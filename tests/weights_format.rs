@@ -7,8 +7,7 @@ use std::sync::OnceLock;
 
 use featvis::model::{Vgg16Weights, CONVS};
 use featvis::weights::safetensors::{self, Dtype, TensorOut};
-use featvis::weights::sha256::sha256_hex;
-use featvis::weights::{onnx, f16_to_f32, f32_to_f16, Preprocessing, WeightsFile};
+use featvis::weights::{onnx, f16_to_f32, f32_to_f16, sha256_hex, Preprocessing, WeightsFile};
 
 fn weights() -> &'static Vgg16Weights {
     static W: OnceLock<Vgg16Weights> = OnceLock::new();

@@ -15,7 +15,8 @@ use weights_common::{Rng, NARROW, NARROW_FC};
 
 use featvis::model::CONVS;
 use featvis::weights::safetensors::{self, Dtype, TensorOut};
-use featvis::weights::torch::{self, pickle, zip, RawTensor, FEATURE_INDICES};
+use featvis::weights::archive;
+use featvis::weights::torch::{self, pickle, RawTensor, FEATURE_INDICES};
 use featvis::weights::{convert, NamedTensor, Preprocessing, WeightsError, WeightsFile};
 
 const PY_PTH: &[u8] = include_bytes!("fixtures/torch/narrow-vgg16.pth");
@@ -147,7 +148,7 @@ fn write_zip(members: &[(String, Vec<u8>)], deflate: impl Fn(&str) -> bool) -> V
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in members {
-        let crc = zip::crc32(data);
+        let crc = crc32fast::hash(data);
         let (method, body) = if deflate(name) { (8u16, deflate_fixed(data)) } else { (0u16, data.clone()) };
         let offset = out.len() as u32;
         let header = |sig: u32, central_entry: bool| {
@@ -438,25 +439,6 @@ fn check_mapping(raw: &[RawTensor], mapped: &[NamedTensor], widths: &[usize; 13]
 // ------------------------------------------------------------------ tests --
 
 test! {
-fn crc32_vector() {
-    assert_eq!(zip::crc32(b"123456789"), 0xCBF4_3926);
-    assert_eq!(zip::crc32(b""), 0);
-    // Every length around the 16-byte blocks, against a bitwise CRC-32.
-    let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    for n in 0..data.len() {
-        let mut c = !0u32;
-        for &b in &data[..n] {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-        }
-        assert_eq!(zip::crc32(&data[..n]), !c, "length {n}");
-    }
-}
-}
-
-test! {
 fn rust_written_pth_round_trip() {
     let sd = state_dict(1, &NARROW, Some(NARROW_FC));
     // Stored members; deflated storages and pickle; a `module.` prefix.
@@ -634,6 +616,33 @@ fn corrupt_member_fails_its_crc() {
 }
 }
 
+/// `bytes` (a zip from [`write_zip`]) with member `name`'s uncompressed size
+/// rewritten in its local and central headers.
+fn lie_about_size(bytes: &[u8], name: &str, size: u32) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for (sig, at_size, at_name) in [(b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)] {
+        let pos = (0..bytes.len() - 4)
+            .find(|&i| &bytes[i..i + 4] == sig && bytes[i + at_name..].starts_with(name.as_bytes()))
+            .expect("the member's header");
+        out[pos + at_size..pos + at_size + 4].copy_from_slice(&size.to_le_bytes());
+    }
+    out
+}
+
+test! {
+fn deflated_members_inflate_to_their_declared_size_only() {
+    let (sd, bytes) = tiny_pth();
+    assert_same(&torch::read_state_dict(&bytes).unwrap(), &sd);
+    let pkl = archive::Zip::parse(&bytes).unwrap().read("archive/data.pkl").unwrap().len() as u32;
+    // Smaller than what it inflates to: refused, whatever the CRC says.
+    let e = err_of(&lie_about_size(&bytes, "archive/data.pkl", pkl - 1));
+    assert!(e.contains("archive/data.pkl"), "{e}");
+    // Far more than its compressed bytes can hold: refused before any allocation.
+    let e = err_of(&lie_about_size(&bytes, "archive/data.pkl", 4_000_000_000));
+    assert!(e.contains("archive/data.pkl") && e.contains("4000000000"), "{e}");
+}
+}
+
 test! {
 fn malformed_state_dicts() {
     let entry = |name, key, numel, offset, size: Vec<u64>, stride: Vec<u64>| Entry {
@@ -735,7 +744,7 @@ fn garbage_and_bit_flips_never_panic() {
         let mut z = b"PK\x03\x04".to_vec();
         z.extend(&g);
         let _ = torch::read_state_dict(&z);
-        let _ = zip::Zip::parse(&g);
+        let _ = archive::Zip::parse(&g).map(|mut z| z.names().iter().map(|n| z.read(n).is_ok()).count());
     }
 }
 }

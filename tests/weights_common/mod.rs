@@ -100,6 +100,17 @@ pub fn entry(header: &str, name: &str) -> String {
     header[start..end].to_string()
 }
 
+/// An F32 safetensors file without the tensors `drop` (data and metadata kept otherwise).
+pub fn without(bytes: &[u8], drop: &[&str]) -> Vec<u8> {
+    use featvis::weights::safetensors::{self, Dtype, TensorOut};
+    let st = safetensors::parse(bytes).unwrap();
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> =
+        st.tensors.iter().filter(|t| !drop.contains(&t.name.as_str())).map(|t| (t.name.clone(), t.shape.clone(), t.to_f32().unwrap())).collect();
+    let outs: Vec<TensorOut<'_>> = kept.iter().map(|(n, s, v)| TensorOut { name: n, shape: s.clone(), values: v }).collect();
+    let meta: Vec<(String, String)> = st.metadata.clone().into_iter().collect();
+    safetensors::write(&outs, &meta, Dtype::F32)
+}
+
 /// A safetensors file from a raw header and data.
 pub fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
@@ -252,7 +263,7 @@ pub fn stored_zip(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in members {
-        let crc = featvis::weights::torch::zip::crc32(data);
+        let crc = crc32fast::hash(data);
         let offset = out.len() as u32;
         let header = |sig: u32, central_entry: bool| {
             let mut h = Vec::new();

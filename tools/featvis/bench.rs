@@ -2,21 +2,50 @@
 
 use std::time::Instant;
 
+use clap::Args;
+
 use featvis::Gpu;
 
-use crate::args::Args;
+use crate::whole;
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &["size", "batch", "layers", "min-time", "split-layer"], &["json", "no-split"])?;
-    let split_layer = if args.flag("no-split") { None } else { Some(args.get("split-layer").unwrap_or("conv3_3").to_string()) };
-    let size = args.usize_or("size", 224)?;
-    let batch = args.usize_or("batch", 1)?;
-    let min_secs: f64 = match args.get("min-time") {
-        None => 0.3,
-        Some(v) => v.parse().map_err(|_| format!("--min-time expects seconds, got `{v}`"))?,
-    };
-    let json = args.flag("json");
-    let layers: Vec<String> = args.get("layers").map(|l| l.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+/// GFLOP/s of every conv layer's kernels and ms for a whole step.
+///
+/// Forward and backward kernel of every conv layer, and a whole
+/// forward+backward step to conv5_3, on random weights (speed only).
+#[derive(Args)]
+#[command(args_override_self = true)]
+pub struct BenchArgs {
+    /// Image side in pixels.
+    #[arg(long, value_name = "PX", default_value = "224", value_parser = whole)]
+    size: usize,
+    /// Images per batch.
+    #[arg(long, default_value = "1", value_parser = whole)]
+    batch: usize,
+    /// Only these conv layers, e.g. conv1_2,conv4_3 [default: all 13].
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<String>,
+    /// Time each kernel for at least this long.
+    #[arg(long, value_name = "SECONDS", default_value = "0.3", value_parser = seconds, allow_hyphen_values = true)]
+    min_time: f64,
+    /// The layer of the whole optimization step whose time is split between the network and the rest.
+    #[arg(long, value_name = "LAYER", default_value = "conv3_3")]
+    split_layer: String,
+    /// Skip that optimization step.
+    #[arg(long)]
+    no_split: bool,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    s.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| "seconds".to_string())
+}
+
+pub fn main(args: BenchArgs) -> Result<(), String> {
+    let split_layer = (!args.no_split).then_some(args.split_layer);
+    let (size, batch, min_secs, json) = (args.size, args.batch, args.min_time, args.json);
+    let layers: Vec<String> = args.layers.iter().map(|s| s.trim().to_string()).collect();
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let now = move || t0.elapsed().as_secs_f64() * 1e3;

@@ -3,24 +3,37 @@
 
 use std::time::Instant;
 
+use clap::Args;
+
 use featvis::{ConvConfig, Gpu};
 
-use crate::args::Args;
+/// Check and time every conv schedule on this GPU; print the fastest correct one.
+///
+/// Every schedule worth trying is checked against the CPU reference on this
+/// GPU, the correct ones timed and printed, the fastest marked;
+/// FEATVIS_CONV=SPEC uses one (render, bench).
+#[derive(Args)]
+#[command(args_override_self = true)]
+pub struct TuneArgs {
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
 
-pub const USAGE: &str = "\
-  featvis tune [--json]
-      Check every conv schedule worth trying against the CPU reference on this GPU, time the
-      correct ones and print them, fastest marked; FEATVIS_CONV=SPEC uses one (render, bench).
-  featvis kernel --conv unrolled:PX,CO4,WG[,SG]
-      Print the WGSL generated for a conv schedule (valid WGSL on its own).
-";
+/// Print the WGSL generated for a conv schedule (valid WGSL on its own).
+#[derive(Args)]
+#[command(args_override_self = true, override_usage = "featvis kernel --conv unrolled:PX,CO4,WG[,SG]")]
+pub struct KernelArgs {
+    /// The schedule: unrolled:PX,CO4,WG[,SG].
+    #[arg(long, value_name = "SPEC")]
+    conv: Option<String>,
+}
 
-pub fn tune_main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &[], &["json"])?;
+pub fn tune_main(args: TuneArgs) -> Result<(), String> {
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let now = move || t0.elapsed().as_secs_f64() * 1e3;
-    let json = args.flag("json");
+    let json = args.json;
     if !json {
         eprintln!("adapter: {} (starts on {})", gpu.adapter, gpu.conv_config().name());
     }
@@ -45,9 +58,9 @@ pub fn tune_main(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn kernel_main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &["conv"], &[])?;
-    let spec = args.get("conv").ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG]")?;
+pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
+    let spec = args.conv.ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG]")?;
+    let spec = spec.as_str();
     match ConvConfig::parse(spec) {
         Some(ConvConfig::Unrolled(u)) => {
             print!("{}", featvis::ops::conv_gen::wgsl(u));

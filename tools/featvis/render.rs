@@ -4,40 +4,121 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use featvis::checkpoint::Checkpoint;
 use featvis::job::{Built, JobSpec};
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::render::{self, Job, Output, Progress, Render};
-use signal_hook::consts::{SIGINT, SIGTERM};
 use featvis::report::RenderReport;
 use featvis::weights::Preprocessing;
 use featvis::Gpu;
 
-use crate::args::Args;
+use crate::whole;
 
-pub const USAGE: &str = "\
-  featvis render [--weights FILE] [--layer conv4_3] [--channels 0-63] [--objective TEXT --batch 4]
-                 [--size 128] [--steps 512] [--preset distill|lucid] [--transforms distill|lucid|none]
-                 [--param fft|pixel] [--lr 0.05] [--seed 1] [--batch 16] [--no-redirect]
-                 [--snapshots 32,128,512] [--cols 8] [--labels] [--out grid.png] [--json] [--quiet]
-                 [--checkpoint-every N] [--resume OUT.ckpt]
-      Visualize channels of a layer (one channel objective per tile, in channel order) into a PNG
-      grid, or with --objective one objective (e.g. \"conv4_3:12 - 100*diversity(conv4_3)\") over
-      --batch images. A layer name means its activation after the ReLU; conv4_3_pre_relu the value
-      before it. Defaults: 128 px, 512 steps, Distill transforms, Fourier + decorrelated colour,
-      redirected ReLU on. Presets: distill (2560 steps, Distill transforms, lr 0.05), lucid (512
-      steps, Lucid's standard transforms). --snapshots writes OUT-STEP.png at each listed step.
-      --json prints one JSON object at the end (adapter, size, steps, ms_per_step, images).
-      Snapshots are written as they are reached. Ctrl-C (SIGINT) or SIGTERM finishes the step,
-      writes the current images as OUT-STEP.png and the state as OUT.ckpt, and exits 130 (143);
-      --checkpoint-every N also writes OUT.ckpt every N steps and at each snapshot. --resume
-      OUT.ckpt continues (same weights; settings from the checkpoint) to the same bytes.
-";
+/// Visualize channels of a layer, or one objective, into a PNG grid.
+///
+/// One channel objective per tile, in channel order; or with --objective
+/// one objective (e.g. "conv4_3:12 - 100*diversity(conv4_3)") over --batch
+/// images. A layer name means its activation after the ReLU; conv4_3_pre_relu the
+/// value before it. Defaults: 128 px, 512 steps, Distill transforms,
+/// Fourier + decorrelated colour, redirected ReLU on. --snapshots writes
+/// OUT-STEP.png at each listed step; --json prints one JSON object at the
+/// end (adapter, size, steps, ms_per_step, images, …).
+///
+/// Snapshots are written as they are reached. Ctrl-C (SIGINT) or SIGTERM
+/// finishes the step, writes the current images as OUT-STEP.png and the
+/// state as OUT.ckpt, and exits 130 (143); the same signal again exits at
+/// once. --resume OUT.ckpt continues (same weights; settings from the
+/// checkpoint) to the same bytes.
+#[derive(Args)]
+#[command(args_override_self = true, override_usage = "featvis render [--layer conv4_3 --channels 0-63 | --objective TEXT --batch 4] [OPTIONS]")]
+pub struct RenderArgs {
+    /// Weights file (featvis safetensors).
+    #[arg(long, value_name = "FILE", default_value = "www/weights/vgg16-imagenet.safetensors")]
+    weights: PathBuf,
+    /// Random weights instead of a file (for speed tests).
+    #[arg(long)]
+    random_weights: bool,
+    /// The layer whose channels are rendered, one tile each [default: conv4_3].
+    #[arg(long)]
+    layer: Option<String>,
+    /// Channels: a list like 0-7,12, or `all` [default: 0-7].
+    #[arg(long)]
+    channels: Option<String>,
+    /// One objective in the objective language, over --batch images.
+    #[arg(long, value_name = "TEXT")]
+    objective: Option<String>,
+    /// Image side in pixels [default: 128].
+    #[arg(long, value_name = "PX", value_parser = whole)]
+    size: Option<usize>,
+    /// Adam steps [default: 512, or the preset's].
+    #[arg(long, value_parser = steps)]
+    steps: Option<u32>,
+    /// distill: 2560 steps, Distill transforms, lr 0.05; lucid: 512 steps,
+    /// Lucid's standard transforms, lr 0.05. Explicit options override it.
+    #[arg(long, value_parser = ["distill", "lucid"])]
+    preset: Option<String>,
+    /// Random transforms each step [default: distill].
+    #[arg(long, value_parser = ["distill", "lucid", "none"])]
+    transforms: Option<String>,
+    /// Parameterization: Fourier with decorrelated colour, or pixels [default: fft].
+    #[arg(long, value_parser = ["fft", "pixel"])]
+    param: Option<String>,
+    /// Adam's learning rate [default: 0.05].
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
+    lr: Option<f32>,
+    /// Seed of the initial image and the transforms [default: 1].
+    #[arg(long, value_parser = whole)]
+    seed: Option<usize>,
+    /// Images per GPU batch for a channel grid [default: 16]; with --objective, the number of images [default: 1].
+    #[arg(long, value_parser = whole)]
+    batch: Option<usize>,
+    /// Turn Lucid's redirected ReLU (first 17 steps) off.
+    #[arg(long)]
+    no_redirect: bool,
+    /// Steps at which to also write OUT-STEP.png, e.g. 32,128,512 (or `lucid`).
+    #[arg(long, value_name = "STEPS")]
+    snapshots: Option<String>,
+    /// Tiles per row of the grid.
+    #[arg(long, default_value = "8", value_parser = whole)]
+    cols: usize,
+    /// White pixels between and around the tiles.
+    #[arg(long, default_value = "4", value_parser = whole)]
+    margin: usize,
+    /// Write each tile's channel under it.
+    #[arg(long)]
+    labels: bool,
+    /// The grid PNG [default: grid.png, or the checkpoint's name with --resume].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// One JSON object on stdout at the end (the page's result object).
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Also write OUT.ckpt every N steps and at each snapshot (0: only when interrupted).
+    #[arg(long, value_name = "N", default_value = "0", value_parser = whole)]
+    checkpoint_every: usize,
+    /// Continue the render saved in this checkpoint (OUT.ckpt); options that
+    /// set the render, when given, must match it.
+    #[arg(long, value_name = "FILE")]
+    resume: Option<String>,
+}
+
+fn steps(s: &str) -> Result<u32, String> {
+    s.parse().map_err(|_| "a whole number of steps".to_string())
+}
+
+fn positive(s: &str) -> Result<f32, String> {
+    s.parse().map_err(|_| "a positive number".to_string())
+}
 
 /// `grid.png` and step 32 → `grid-32.png`.
 fn snapshot_path(out: &Path, step: u32) -> PathBuf {
@@ -46,59 +127,52 @@ fn snapshot_path(out: &Path, step: u32) -> PathBuf {
     out.with_file_name(format!("{stem}-{step}.{ext}"))
 }
 
+/// The progress bar on a terminal (steps/s and the time left); a line
+/// every 10 % when stderr is a file or a pipe.
 struct Bar {
-    tty: bool,
-    quiet: bool,
-    start: Instant,
+    bar: Option<ProgressBar>,
     last_line: f64,
+    quiet: bool,
 }
 
 impl Bar {
-    /// Clear the bar's line (on a terminal) before printing a message.
-    fn clear(&self) {
-        if self.tty && !self.quiet {
-            eprint!("\r{:80}\r", "");
+    fn new(quiet: bool) -> Bar {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let style = ProgressStyle::with_template("[{bar:30}] {percent:>3}%{msg}  {rate}  ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} steps/s", s.per_sec());
+                })
+                .progress_chars("#>-");
+            ProgressBar::new(1).with_style(style)
+        });
+        Bar { bar, last_line: 0.0, quiet }
+    }
+
+    /// A message on stderr, above the bar when there is one.
+    fn say(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{message}")),
+            None => eprintln!("{message}"),
         }
     }
 
     fn show(&mut self, p: &Progress) {
-        if self.quiet {
+        let batch = if p.batches > 1 { format!(" batch {}/{}", p.batch_index + 1, p.batches) } else { String::new() };
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+            bar.set_message(format!("{batch} step {}/{}", p.step, p.steps));
+            if p.done == p.total {
+                bar.finish();
+            }
             return;
         }
-        let secs = self.start.elapsed().as_secs_f64();
-        let rate = p.done as f64 / secs.max(1e-9);
-        let eta = (p.total - p.done) as f64 / rate.max(1e-9);
         let frac = p.done as f64 / p.total.max(1) as f64;
-        let batch = if p.batches > 1 { format!(" batch {}/{}", p.batch_index + 1, p.batches) } else { String::new() };
-        if self.tty {
-            let width = 30;
-            let filled = (frac * width as f64).round() as usize;
-            eprint!(
-                "\r[{}{}] {:>3.0}%{batch} step {}/{}  {:.1} steps/s  ETA {}   ",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                frac * 100.0,
-                p.step,
-                p.steps,
-                rate,
-                fmt_secs(eta)
-            );
-            if p.done == p.total {
-                eprintln!();
-            }
-        } else if frac - self.last_line >= 0.1 || p.done == p.total {
+        if !self.quiet && (frac - self.last_line >= 0.1 || p.done == p.total) {
             self.last_line = frac;
-            eprintln!("{:>3.0}%{batch} step {}/{}  {:.2} steps/s  ETA {}", frac * 100.0, p.step, p.steps, rate, fmt_secs(eta));
+            eprintln!("{:>3.0}%{batch} step {}/{}", frac * 100.0, p.step, p.steps);
         }
-    }
-}
-
-fn fmt_secs(s: f64) -> String {
-    let s = s.round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s / 60 % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
     }
 }
 
@@ -129,59 +203,47 @@ fn check_writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub fn main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(
-        argv,
-        &[
-            "weights", "layer", "channels", "objective", "size", "steps", "preset", "transforms", "param", "lr", "seed", "out", "batch", "cols",
-            "snapshots", "margin", "checkpoint-every", "resume",
-        ],
-        &["random-weights", "json", "labels", "no-redirect", "quiet"],
-    )?;
-    let number = |name: &str| -> Result<Option<usize>, String> {
-        args.get(name).map(|v| v.parse().map_err(|_| format!("--{name} expects a whole number, got `{v}`"))).transpose()
-    };
+pub fn main(args: RenderArgs) -> Result<(), String> {
     // The request in the same terms the page sends (crate/job.rs): one set
     // of defaults, presets and messages for both.
     let spec = JobSpec {
-        layer: args.get("layer").map(String::from),
-        channels: args.get("channels").map(String::from),
-        objective: args.get("objective").map(String::from),
-        batch: number("batch")?,
-        size: number("size")?,
-        steps: number("steps")?.map(|s| u32::try_from(s).map_err(|_| "--steps is too large".to_string())).transpose()?,
-        preset: args.get("preset").map(String::from),
-        transforms: args.get("transforms").map(String::from),
-        param: args.get("param").map(String::from),
-        lr: args.get("lr").map(|v| v.parse().map_err(|_| format!("--lr expects a positive number, got `{v}`"))).transpose()?,
-        seed: number("seed")?.map(|s| s as u64),
-        redirect: Some(!args.flag("no-redirect")),
-        snapshots: args.get("snapshots").map(String::from),
+        layer: args.layer.clone(),
+        channels: args.channels.clone(),
+        objective: args.objective.clone(),
+        batch: args.batch,
+        size: args.size,
+        steps: args.steps,
+        preset: args.preset.clone(),
+        transforms: args.transforms.clone(),
+        param: args.param.clone(),
+        lr: args.lr,
+        seed: args.seed.map(|s| s as u64),
+        redirect: Some(!args.no_redirect),
+        snapshots: args.snapshots.clone(),
         preview_every: None,
     };
     // --resume FILE: the checkpoint's request, unless the command line gives
     // one (then it must be the same).
-    let resume = match args.get("resume") {
+    let resume = match &args.resume {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("cannot read checkpoint {path}: {e}"))?;
             Some((path.to_string(), Checkpoint::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?))
         }
         None => None,
     };
-    let job_options = ["layer", "channels", "objective", "batch", "size", "steps", "preset", "transforms", "param", "lr", "seed", "snapshots"];
+    let job_options = JobSpec { redirect: None, ..spec.clone() };
     let spec = match &resume {
-        Some((_, ck)) if !job_options.iter().any(|k| args.get(k).is_some()) && !args.flag("no-redirect") => ck.request.clone(),
+        Some((_, ck)) if job_options == JobSpec::default() && !args.no_redirect => ck.request.clone(),
         _ => spec,
     };
-    let out = match (args.get("out"), &resume) {
-        (Some(o), _) => PathBuf::from(o),
+    let out = match (&args.out, &resume) {
+        (Some(o), _) => o.clone(),
         (None, Some((path, _))) => PathBuf::from(path).with_extension("png"),
         (None, None) => PathBuf::from("grid.png"),
     };
     let ckpt_path = out.with_extension("ckpt");
-    let checkpoint_every = args.usize_or("checkpoint-every", 0)? as u64;
-    let cols = args.usize_or("cols", 8)?.max(1);
-    let margin = args.usize_or("margin", 4)?;
+    let checkpoint_every = args.checkpoint_every as u64;
+    let (cols, margin) = (args.cols.max(1), args.margin);
     // `channels all` needs the head's size only for fc8; the weights are
     // read after the paths are checked, so fc8's count comes from the check.
     let Built { job, labels } = spec.build(None).map_err(|e| e.to_string())?;
@@ -194,17 +256,17 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         check_writable(p)?;
     }
 
-    let (weights, preprocess, weights_name, weights_sha) = if args.flag("random-weights") {
+    let (weights, preprocess, weights_name, weights_sha) = if args.random_weights {
         (Vgg16Weights::random(1, None), Preprocessing::keras(), "random".to_string(), "random weights, seed 1".to_string())
     } else {
-        let path = args.get("weights").unwrap_or("www/weights/vgg16-imagenet.safetensors");
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        let path = args.weights.display().to_string();
+        let bytes = std::fs::read(&args.weights).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("weights file {path} does not exist; run `featvis fetch-weights` or pass --weights FILE"),
             _ => format!("cannot read weights {path}: {e}"),
         })?;
         let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
         let pre = f.preprocessing;
-        (f.weights, pre, path.to_string(), featvis::checkpoint::sha256_hex(&bytes))
+        (f.weights, pre, path, featvis::checkpoint::sha256_hex(&bytes))
     };
     if let Some((path, ck)) = &resume {
         ck.check_matches(&spec, &weights_sha).map_err(|e| format!("{path}: {e}"))?;
@@ -224,8 +286,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         let _ = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize);
     }
 
-    let quiet = args.flag("quiet");
-    let mut bar = Bar { tty: std::io::stderr().is_terminal(), quiet, start: Instant::now(), last_line: 0.0 };
+    let quiet = args.quiet;
+    let mut bar = Bar::new(quiet);
     let mut r = match &resume {
         Some((_, ck)) => pollster::block_on(Render::resume(&gpu, &model, &preprocess, &job, &ck.state)),
         None => Render::new(&gpu, &model, &preprocess, &job),
@@ -233,7 +295,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let (h, w) = (job.height, job.width);
     let encode = |images: &[Vec<f32>]| {
-        let (gw, gh, rgb) = if args.flag("labels") {
+        let (gw, gh, rgb) = if args.labels {
             featvis::png::grid_labeled(images, h, w, cols, margin, &labels)
         } else {
             featvis::png::grid(images, h, w, cols, margin)
@@ -258,8 +320,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 let (gw, gh, png) = encode(&snap.images);
                 write_atomic(&path, &png)?;
                 if !quiet {
-                    bar.clear();
-                    eprintln!("wrote {} ({gw}x{gh}, step {})", path.display(), snap.step);
+                    bar.say(&format!("wrote {} ({gw}x{gh}, step {})", path.display(), snap.step));
                 }
                 written.push(path);
             }
@@ -277,8 +338,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             let (gw, gh, png) = encode(&finals);
             write_atomic(&current, &png)?;
             written.push(current.clone());
-            bar.clear();
-            eprintln!(
+            bar.say(&format!(
                 "featvis: interrupted ({}) at step {last_step} of {}: the current images are in {} ({gw}x{gh}); {} holds the state: \
                  continue with `featvis render --resume {}`",
                 if sig == SIGTERM { "SIGTERM" } else { "SIGINT" },
@@ -286,8 +346,8 @@ pub fn main(argv: &[String]) -> Result<(), String> {
                 current.display(),
                 ckpt_path.display(),
                 ckpt_path.display()
-            );
-            if args.flag("json") {
+            ));
+            if args.json {
                 written.push(ckpt_path.clone());
                 print_json(&gpu, &job, &output, &written)?;
             }
@@ -318,7 +378,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
             gpu.adapter
         );
     }
-    if args.flag("json") {
+    if args.json {
         print_json(&gpu, &job, &output, &paths)?;
     }
     Ok(())

