@@ -10,11 +10,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::{Network, Vgg16, Vgg16Weights, CONVS};
-use crate::ops::conv;
 use crate::objective::Objective;
-use crate::weights::Preprocessing;
+use crate::ops::conv;
 use crate::ops::objective::Target;
 use crate::pipeline::{Pipeline, Settings};
+use crate::weights::Preprocessing;
 
 /// One conv layer's figures.
 #[derive(Clone, Debug)]
@@ -199,10 +199,8 @@ pub async fn run(
     }
     let step = net.step_dispatches();
     let step_ms = time(gpu, "step", &step, min_ms, now).await?;
-    let step_gflop = CONVS
-        .iter()
-        .filter_map(|(n, cin, cout)| net.activation(n).map(|a| 4.0 * conv::macs(a.shape, *cin, *cout) as f64 / 1e9))
-        .sum();
+    let step_gflop =
+        CONVS.iter().filter_map(|(n, cin, cout)| net.activation(n).map(|a| 4.0 * conv::macs(a.shape, *cin, *cout) as f64 / 1e9)).sum();
     drop(net);
     let split = match split_layer {
         None => None,

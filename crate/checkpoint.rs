@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::job::JobSpec;
 use crate::pipeline::PipelineState;
-use crate::render::{Rendered, RenderState, Snapshot};
+use crate::render::{RenderState, Rendered, Snapshot};
 use crate::weights::safetensors::{self, Dtype, TensorOut};
 
 pub const FORMAT: &str = "featvis-checkpoint";
@@ -129,7 +129,9 @@ impl Checkpoint {
         let st = safetensors::parse(bytes).map_err(bad)?;
         match (st.meta("format"), st.meta("version")) {
             (Some(FORMAT), Some(VERSION)) => {}
-            (Some(FORMAT), Some(v)) => return Err(Error::Invalid(format!("checkpoint format version {v} is not one this featvis reads ({VERSION})"))),
+            (Some(FORMAT), Some(v)) => {
+                return Err(Error::Invalid(format!("checkpoint format version {v} is not one this featvis reads ({VERSION})")))
+            }
             _ => return Err(bad("no `format: featvis-checkpoint` in its metadata")),
         }
         let get = |k: &str| st.meta(k).ok_or_else(|| bad(format!("metadata `{k}` is missing")));
@@ -155,7 +157,12 @@ impl Checkpoint {
         };
         let mut images = Vec::with_capacity(meta.images.len());
         for (i, im) in meta.images.iter().enumerate() {
-            images.push(Rendered { objective: im.objective.clone(), initial: im.initial, last: im.last, pixels: take(format!("image.{i}"))? });
+            images.push(Rendered {
+                objective: im.objective.clone(),
+                initial: im.initial,
+                last: im.last,
+                pixels: take(format!("image.{i}"))?,
+            });
         }
         let mut snapshots = Vec::with_capacity(meta.snapshots.len());
         for (k, &(step, n)) in meta.snapshots.iter().enumerate() {
@@ -201,10 +208,8 @@ impl Checkpoint {
             )));
         }
         let resolve = |r: &JobSpec| r.resolved().unwrap_or_else(|_| r.clone());
-        let (a, b) = (
-            serde_json::to_value(resolve(&self.request)).unwrap_or_default(),
-            serde_json::to_value(resolve(request)).unwrap_or_default(),
-        );
+        let (a, b) =
+            (serde_json::to_value(resolve(&self.request)).unwrap_or_default(), serde_json::to_value(resolve(request)).unwrap_or_default());
         if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
             for (k, va) in a {
                 let vb = b.get(k).cloned().unwrap_or(serde_json::Value::Null);

@@ -21,7 +21,11 @@ impl fmt::Display for LimitExceeded {
             let (needed, allowed) = (crate::render::human_bytes(self.needed), crate::render::human_bytes(self.allowed));
             write!(f, "{} needs {needed}, but this device allows {allowed} ({}); use a smaller image size or batch", self.what, self.limit)
         } else {
-            write!(f, "{} needs {} but this device's {} is {}; use a smaller image size or batch", self.what, self.needed, self.limit, self.allowed)
+            write!(
+                f,
+                "{} needs {} but this device's {} is {}; use a smaller image size or batch",
+                self.what, self.needed, self.limit, self.allowed
+            )
         }
     }
 }
@@ -53,18 +57,9 @@ pub enum Error {
 impl Error {
     pub(crate) fn from_wgpu(kernel: &str, e: wgpu::Error) -> Self {
         match e {
-            wgpu::Error::OutOfMemory { source } => Error::OutOfMemory {
-                kernel: kernel.to_string(),
-                message: source.to_string(),
-            },
-            wgpu::Error::Validation { description, .. } => Error::Validation {
-                kernel: kernel.to_string(),
-                message: description,
-            },
-            wgpu::Error::Internal { description, .. } => Error::Validation {
-                kernel: kernel.to_string(),
-                message: description,
-            },
+            wgpu::Error::OutOfMemory { source } => Error::OutOfMemory { kernel: kernel.to_string(), message: source.to_string() },
+            wgpu::Error::Validation { description, .. } => Error::Validation { kernel: kernel.to_string(), message: description },
+            wgpu::Error::Internal { description, .. } => Error::Validation { kernel: kernel.to_string(), message: description },
         }
     }
 }

@@ -52,12 +52,10 @@ impl ConvConfig {
     /// SwiftShader (no subgroups through wgpu's WebGPU backend): 8 pixels ×
     /// 16 channels in named accumulators, 1.3–1.6× the register schedule at
     /// 64 px in `tools/browser-bench.mjs`.
-    pub const SWIFTSHADER_UNROLLED: ConvConfig =
-        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 0 });
+    pub const SWIFTSHADER_UNROLLED: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 0 });
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
-    pub const LLVMPIPE_SUBGROUPS: ConvConfig =
-        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
+    pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
 
     pub fn name(&self) -> String {
         match self {
@@ -190,14 +188,12 @@ pub fn specialize(shader: &str, source: &str, constants: &[(&str, u32)]) -> Resu
     let mut out = source.to_string();
     for (name, value) in constants {
         let needle = format!("const {name}: u32 = ");
-        let start = out.find(&needle).ok_or_else(|| Error::Specialize {
-            shader: shader.to_string(),
-            constant: name.to_string(),
-        })?;
+        let start = out.find(&needle).ok_or_else(|| Error::Specialize { shader: shader.to_string(), constant: name.to_string() })?;
         let value_start = start + needle.len();
-        let end = out[value_start..].find(';').map(|e| value_start + e).ok_or_else(|| {
-            Error::Specialize { shader: shader.to_string(), constant: name.to_string() }
-        })?;
+        let end = out[value_start..]
+            .find(';')
+            .map(|e| value_start + e)
+            .ok_or_else(|| Error::Specialize { shader: shader.to_string(), constant: name.to_string() })?;
         out.replace_range(value_start..end, &format!("{value}u"));
     }
     Ok(out)
@@ -339,9 +335,7 @@ impl Gpu {
             ConvConfig::LLVMPIPE_SUBGROUPS
         } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
             ConvConfig::LLVMPIPE
-        } else if limits.max_compute_invocations_per_workgroup >= 256
-            && limits.max_compute_workgroup_storage_size >= 16384
-        {
+        } else if limits.max_compute_invocations_per_workgroup >= 256 && limits.max_compute_workgroup_storage_size >= 16384 {
             ConvConfig::TILED
         } else {
             ConvConfig::SWIFTSHADER
@@ -442,12 +436,7 @@ impl Gpu {
 
     pub fn write(&self, tensor: &Tensor, data: &[f32]) -> Result<()> {
         if data.len() > tensor.len {
-            return Err(Error::Invalid(format!(
-                "writing {} values into `{}`, which holds {}",
-                data.len(),
-                tensor.label,
-                tensor.len
-            )));
+            return Err(Error::Invalid(format!("writing {} values into `{}`, which holds {}", data.len(), tensor.label, tensor.len)));
         }
         self.queue.write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data));
         Ok(())
@@ -458,23 +447,15 @@ impl Gpu {
     pub async fn kernel(&self, spec: &KernelSpec<'_>) -> Result<Arc<Kernel>> {
         let mut constants = spec.constants.clone();
         constants.sort();
-        let key = format!(
-            "{}::{}::{}",
-            spec.shader,
-            spec.entry,
-            constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-        );
+        let key =
+            format!("{}::{}::{}", spec.shader, spec.entry, constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
         if let Some(k) = self.kernels.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(k);
         }
         let label = if constants.is_empty() {
             spec.entry.to_string()
         } else {
-            format!(
-                "{} [{}]",
-                spec.entry,
-                constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-            )
+            format!("{} [{}]", spec.entry, constants.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
         };
         let source = specialize(spec.shader, spec.source, &constants)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -484,10 +465,12 @@ impl Gpu {
         let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
         // SAFETY: only the loop-bounding check is disabled (see above);
         // out-of-bounds indexing is still clamped.
-        let module = unsafe { self.device.create_shader_module_trusted(wgpu::ShaderModuleDescriptor {
-            label: Some(spec.shader),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        }, checks) };
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor { label: Some(spec.shader), source: wgpu::ShaderSource::Wgsl(source.into()) },
+                checks,
+            )
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
             .bindings
             .iter()
@@ -515,10 +498,7 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
         let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -529,22 +509,14 @@ impl Gpu {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(spec.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                zero_initialize_workgroup_memory: false,
-            },
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &[], zero_initialize_workgroup_memory: false },
             cache: None,
         });
         if let Some(e) = scope.pop().await {
             return Err(Error::from_wgpu(&label, e));
         }
-        let kernel = Arc::new(Kernel {
-            name: label,
-            pipeline,
-            layout,
-            bindings: spec.bindings.to_vec(),
-            workgroup_size: spec.workgroup_size,
-        });
+        let kernel =
+            Arc::new(Kernel { name: label, pipeline, layout, bindings: spec.bindings.to_vec(), workgroup_size: spec.workgroup_size });
         if let Ok(mut m) = self.kernels.lock() {
             m.insert(key, kernel.clone());
         }
@@ -623,10 +595,7 @@ impl Gpu {
             entries.push(wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() });
         }
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: (i + usize::from(has_uniform)) as u32,
-                resource: b.as_entire_binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: (i + usize::from(has_uniform)) as u32, resource: b.as_entire_binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&kernel.name),
@@ -703,9 +672,8 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some(&format!("readback {}", tensor.label)),
-        });
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&format!("readback {}", tensor.label)) });
         encoder.copy_buffer_to_buffer(&tensor.buffer, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -716,9 +684,7 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
-        let mapped = rx
-            .await
-            .map_err(|_| Error::Readback { buffer: tensor.label.clone(), message: "the device was lost".into() })?;
+        let mapped = rx.await.map_err(|_| Error::Readback { buffer: tensor.label.clone(), message: "the device was lost".into() })?;
         mapped.map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
         let data = {
             let view = staging

@@ -8,9 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{ConvConfig, Dispatch, Gpu, Tensor};
+use crate::objective::{Objective, Plan};
 use crate::ops::conv::{self, ConvWeights};
 use crate::ops::fc::{self, FcWeights};
-use crate::objective::{Objective, Plan};
 use crate::ops::objective::{self, Diversity, ObjSpec, Phase, Specs, Target};
 use crate::ops::pool;
 use crate::ops::Shape;
@@ -134,10 +134,7 @@ pub fn resolve(name: &str, has_fc: bool) -> Result<TargetLayer> {
 
 /// The smallest image side that reaches `target` (each 2×2 pool needs at least 2 pixels).
 pub fn min_size(target: &TargetLayer, has_fc: bool) -> usize {
-    let pools = nodes(has_fc)[..target.node]
-        .iter()
-        .filter(|(_, n)| matches!(n, Node::Pool(_)))
-        .count();
+    let pools = nodes(has_fc)[..target.node].iter().filter(|(_, n)| matches!(n, Node::Pool(_))).count();
     let pools_incl = pools + usize::from(matches!(nodes(has_fc)[target.node].1, Node::Pool(_)));
     1usize << pools_incl
 }
@@ -231,7 +228,10 @@ impl Vgg16Weights {
         if !self.fcs.is_empty() {
             let expect = [(FC6_INPUTS, 4096), (4096, 4096)];
             if self.fcs.len() != 3 {
-                return Err(Error::Invalid(format!("the classifier head has fc6, fc7, fc8; these weights have {} fc layers", self.fcs.len())));
+                return Err(Error::Invalid(format!(
+                    "the classifier head has fc6, fc7, fc8; these weights have {} fc layers",
+                    self.fcs.len()
+                )));
             }
             for (i, f) in self.fcs.iter().enumerate() {
                 let ok_shape = if i < 2 { (f.inputs, f.outputs) == expect[i] } else { f.inputs == 4096 && f.outputs > 0 };
@@ -419,9 +419,9 @@ impl Network {
         if batch == 0 {
             return Err(Error::Invalid("batch must be at least 1".into()));
         }
-        let deepest = plan.deepest().ok_or_else(|| {
-            Error::Invalid("the objective reads no layer of the network: add a term such as `conv4_3:12`".into())
-        })?;
+        let deepest = plan
+            .deepest()
+            .ok_or_else(|| Error::Invalid("the objective reads no layer of the network: add a term such as `conv4_3:12`".into()))?;
         let list = nodes(has_fc);
         let target = resolve(&list[deepest].0, has_fc)?;
         let need = min_size(&target, has_fc);
@@ -460,9 +460,9 @@ impl Network {
                     forward.push(conv::forward(gpu, config, &model.convs[c], prev_shape, prev, &tensor, relu).await?);
                 }
                 Node::Pool(_) => forward.push(pool::maxpool_forward(gpu, name, prev_shape, prev, &tensor).await?),
-                Node::AvgPool => forward.push(
-                    pool::adaptive_avgpool_forward(gpu, prev_shape, FC_INPUT_HW, FC_INPUT_HW, prev, &tensor).await?,
-                ),
+                Node::AvgPool => {
+                    forward.push(pool::adaptive_avgpool_forward(gpu, prev_shape, FC_INPUT_HW, FC_INPUT_HW, prev, &tensor).await?)
+                }
                 Node::Fc(f) => {
                     let relu = matches!(prev_node, Some(Node::Fc(_)));
                     forward.extend(fc::forward(gpu, &model.fcs[f], batch, prev, &tensor, relu).await?);
@@ -510,7 +510,18 @@ impl Network {
         for l in &plan.layers {
             if let Some((w, post)) = l.diversity {
                 let coef = slots * 4 + div_slot * Diversity::coef_len(batch);
-                let mut d = Diversity::new(gpu, l.shape, w, post, &acts[l.node].tensor, &grads[buf(l.node)], &values, layout.diversity[div_slot], coef).await?;
+                let mut d = Diversity::new(
+                    gpu,
+                    l.shape,
+                    w,
+                    post,
+                    &acts[l.node].tensor,
+                    &grads[buf(l.node)],
+                    &values,
+                    layout.diversity[div_slot],
+                    coef,
+                )
+                .await?;
                 value.append(&mut d.value);
                 diversity.push(Some(d));
                 div_slot += 1;
@@ -561,11 +572,8 @@ impl Network {
                 redirect.extend(objective::relu_redirect(gpu, a.shape, &a.tensor, &flags, site, g).await?);
             }
             // Node i's own backward, to node i - 1 (or the input).
-            let (prev, prev_shape, prev_node) = if i == 0 {
-                (&input, input_shape, None)
-            } else {
-                (&acts[i - 1].tensor, acts[i - 1].shape, Some(acts[i - 1].node))
-            };
+            let (prev, prev_shape, prev_node) =
+                if i == 0 { (&input, input_shape, None) } else { (&acts[i - 1].tensor, acts[i - 1].shape, Some(acts[i - 1].node)) };
             let prev_relu = prev_node.is_some_and(crate::objective::has_relu);
             let dst = if i == 0 { &grad_input } else { &grads[buf(i - 1)] };
             node_backward[i] = backward.len();
@@ -650,7 +658,11 @@ impl Network {
 
     /// Seeds and backward to the input; `redirect`: Lucid's redirected ReLU gradient.
     pub fn backward_dispatches(&self, redirect: bool) -> impl Iterator<Item = &Dispatch> {
-        if redirect { self.backward_redirect.iter() } else { self.backward.iter() }
+        if redirect {
+            self.backward_redirect.iter()
+        } else {
+            self.backward.iter()
+        }
     }
 
     /// Forward, objective values, seeds and backward, in order (plain ReLU gradient).

@@ -29,16 +29,40 @@ use crate::ops::Shape;
 /// One objective function of Lucid's, not yet weighted.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Term {
-    Channel { layer: String, channel: usize },
+    Channel {
+        layer: String,
+        channel: usize,
+    },
     /// `x` is the column, `y` the row; None means the center (W/2, H/2).
-    Neuron { layer: String, channel: usize, x: Option<usize>, y: Option<usize> },
-    DeepDream { layer: String },
-    Direction { layer: String, vector: Direction },
-    ChannelInterpolate { layer1: String, channel1: usize, layer2: String, channel2: usize },
-    Diversity { layer: String },
+    Neuron {
+        layer: String,
+        channel: usize,
+        x: Option<usize>,
+        y: Option<usize>,
+    },
+    DeepDream {
+        layer: String,
+    },
+    Direction {
+        layer: String,
+        vector: Direction,
+    },
+    ChannelInterpolate {
+        layer1: String,
+        channel1: usize,
+        layer2: String,
+        channel2: usize,
+    },
+    Diversity {
+        layer: String,
+    },
     /// A logit of fc8 (needs the classifier head).
-    Class { class: usize },
-    L1 { constant: f32 },
+    Class {
+        class: usize,
+    },
+    L1 {
+        constant: f32,
+    },
     TotalVariation,
     Blur,
 }
@@ -119,7 +143,9 @@ impl Objective {
     /// The parts restricted to image `b` or to no image: what image b's own
     /// objective is (for reporting).
     pub fn for_image(&self, b: usize) -> Objective {
-        Objective { parts: self.parts.iter().filter(|p| p.batch.is_none_or(|pb| pb == b)).map(|p| Part { batch: None, ..p.clone() }).collect() }
+        Objective {
+            parts: self.parts.iter().filter(|p| p.batch.is_none_or(|pb| pb == b)).map(|p| Part { batch: None, ..p.clone() }).collect(),
+        }
     }
 
     /// The layers this objective reads (resolved names), deepest last.
@@ -139,7 +165,11 @@ impl Objective {
 impl Term {
     fn layers(&self) -> Vec<String> {
         match self {
-            Term::Channel { layer, .. } | Term::Neuron { layer, .. } | Term::DeepDream { layer } | Term::Direction { layer, .. } | Term::Diversity { layer } => {
+            Term::Channel { layer, .. }
+            | Term::Neuron { layer, .. }
+            | Term::DeepDream { layer }
+            | Term::Direction { layer, .. }
+            | Term::Diversity { layer } => {
                 vec![layer.clone()]
             }
             Term::ChannelInterpolate { layer1, layer2, .. } => vec![layer1.clone(), layer2.clone()],
@@ -671,7 +701,13 @@ pub fn plan(objective: &Objective, batch: usize, height: usize, width: usize, ha
                 let (li, post) = ls[0];
                 let l = &mut layers[li];
                 let n = (l.shape.height * l.shape.width * l.shape.channels) as f32;
-                l.specs.push(ObjSpec { kind: KIND_DEEPDREAM, batch: sel, post_relu: u32::from(post), scale: w / (nb as f32 * n), ..Default::default() });
+                l.specs.push(ObjSpec {
+                    kind: KIND_DEEPDREAM,
+                    batch: sel,
+                    post_relu: u32::from(post),
+                    scale: w / (nb as f32 * n),
+                    ..Default::default()
+                });
                 l.per_image.push(nb as f32);
             }
             Term::Direction { layer: name, vector } => {
@@ -700,7 +736,14 @@ pub fn plan(objective: &Objective, batch: usize, height: usize, width: usize, ha
                 let hw = (l.shape.height * l.shape.width) as f32;
                 let offset = l.vectors.len() as u32;
                 l.vectors.extend(v);
-                l.specs.push(ObjSpec { kind: KIND_DIRECTION, batch: sel, post_relu: u32::from(post), vec_offset: offset, scale: w / (nb as f32 * hw), ..Default::default() });
+                l.specs.push(ObjSpec {
+                    kind: KIND_DIRECTION,
+                    batch: sel,
+                    post_relu: u32::from(post),
+                    vec_offset: offset,
+                    scale: w / (nb as f32 * hw),
+                    ..Default::default()
+                });
                 l.per_image.push(nb as f32);
             }
             Term::ChannelInterpolate { layer1, channel1, layer2, channel2 } => {
@@ -718,7 +761,14 @@ pub fn plan(objective: &Objective, batch: usize, height: usize, width: usize, ha
                     for b in 0..batch {
                         let t = b as f32 / (batch - 1) as f32;
                         let f = if k == 0 { 1.0 - t } else { t };
-                        l.specs.push(ObjSpec { kind: KIND_CHANNEL, batch: b as u32, channel: ch as u32, post_relu: u32::from(post), scale: w * f / hw, ..Default::default() });
+                        l.specs.push(ObjSpec {
+                            kind: KIND_CHANNEL,
+                            batch: b as u32,
+                            channel: ch as u32,
+                            post_relu: u32::from(post),
+                            scale: w * f / hw,
+                            ..Default::default()
+                        });
                         l.per_image.push(1.0);
                     }
                 }
@@ -732,12 +782,7 @@ pub fn plan(objective: &Objective, batch: usize, height: usize, width: usize, ha
                 l.diversity = match l.diversity {
                     None => Some((w, post)),
                     Some((w0, p0)) if p0 == post => Some((w0 + w, post)),
-                    Some(_) => {
-                        return Err(Error::Invalid(format!(
-                            "diversity on `{}` both before and after its ReLU: choose one",
-                            l.name
-                        )))
-                    }
+                    Some(_) => return Err(Error::Invalid(format!("diversity on `{}` both before and after its ReLU: choose one", l.name))),
                 };
             }
             Term::L1 { constant } => {

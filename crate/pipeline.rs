@@ -19,12 +19,12 @@ use crate::model::{Network, ObjectiveValues, Vgg16};
 use crate::objective::Objective;
 use crate::ops::adam::{Adam, AdamStep};
 use crate::ops::image;
-use crate::weights::Preprocessing;
 use crate::ops::objective as obj;
 use crate::ops::warp::{self, WarpMaps};
 use crate::ops::{fourier, unpad_channels, Shape};
 use crate::rng::Rng;
 use crate::transform::{Affine, Recipe};
+use crate::weights::Preprocessing;
 
 /// How the image is parameterized.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -142,7 +142,12 @@ impl Pipeline {
                 let mut init = rng.normal_vec(exact, 0.01);
                 init.resize(n, 0.0);
                 let param = gpu.tensor_from("spectrum", &init)?;
-                (param, Some(gpu.tensor("fourier image", n_img)?), Some(gpu.tensor("fourier intermediate", n)?), gpu.tensor("spectrum gradient", n)?)
+                (
+                    param,
+                    Some(gpu.tensor("fourier image", n_img)?),
+                    Some(gpu.tensor("fourier intermediate", n)?),
+                    gpu.tensor("spectrum gradient", n)?,
+                )
             }
             Param::Pixel => {
                 let px = rng.normal_vec(shape.pixels() * 3, 0.01);
@@ -192,7 +197,23 @@ impl Pipeline {
         let mut buffers = vec![warped, d_warped, d_image, grad_param, regs];
         buffers.extend(t_img);
         buffers.extend(tmp);
-        Ok(Pipeline { settings, net, shape, param, image, maps, adam, m, v, rng, step: 0, forward, image_value, backward, _buffers: buffers })
+        Ok(Pipeline {
+            settings,
+            net,
+            shape,
+            param,
+            image,
+            maps,
+            adam,
+            m,
+            v,
+            rng,
+            step: 0,
+            forward,
+            image_value,
+            backward,
+            _buffers: buffers,
+        })
     }
 
     /// Steps taken so far.
@@ -216,9 +237,13 @@ impl Pipeline {
     /// and objective): the steps that follow are those the original would
     /// have taken.
     pub fn restore(&mut self, gpu: &Gpu, state: &PipelineState) -> Result<()> {
-        for (what, got, want) in [("parameter", state.param.len(), self.param.len), ("Adam m", state.m.len(), self.m.len), ("Adam v", state.v.len(), self.v.len)] {
+        for (what, got, want) in
+            [("parameter", state.param.len(), self.param.len), ("Adam m", state.m.len(), self.m.len), ("Adam v", state.v.len(), self.v.len)]
+        {
             if got != want {
-                return Err(Error::Invalid(format!("the saved {what} holds {got} values, this render's holds {want}: the state is from other settings")));
+                return Err(Error::Invalid(format!(
+                    "the saved {what} holds {got} values, this render's holds {want}: the state is from other settings"
+                )));
             }
         }
         gpu.write(&self.param, &state.param)?;

@@ -273,10 +273,9 @@ pub fn vgg16_forward(
                 (Shape { channels: cout, ..s }, conv3x3_forward(&x, s, &w.convs[i].w_hwio, &w.convs[i].bias, cout))
             }
             Node::Pool(_) => (Shape { height: s.height / 2, width: s.width / 2, ..s }, maxpool_forward(&cur, s)),
-            Node::AvgPool => (
-                Shape { height: FC_INPUT_HW, width: FC_INPUT_HW, ..s },
-                adaptive_avgpool_forward(&cur, s, FC_INPUT_HW, FC_INPUT_HW),
-            ),
+            Node::AvgPool => {
+                (Shape { height: FC_INPUT_HW, width: FC_INPUT_HW, ..s }, adaptive_avgpool_forward(&cur, s, FC_INPUT_HW, FC_INPUT_HW))
+            }
             Node::Fc(i) => {
                 let f = &w.fcs[i];
                 let x = if matches!(prev_node, Some(Node::Fc(_))) { relu(&cur) } else { cur.clone() };
@@ -293,21 +292,13 @@ pub fn vgg16_forward(
 
 /// VGG16 backward on the CPU from `seed` (the gradient w.r.t. the stored
 /// output of the last node of `acts`) to the input images.
-pub fn vgg16_backward(
-    w: &crate::model::Vgg16Weights,
-    input_shape: Shape,
-    acts: &[(Shape, Vec<f32>)],
-    seed: &[f32],
-) -> Vec<f32> {
+pub fn vgg16_backward(w: &crate::model::Vgg16Weights, input_shape: Shape, acts: &[(Shape, Vec<f32>)], seed: &[f32]) -> Vec<f32> {
     use crate::model::{nodes, Node, FC_INPUT_HW};
     let list = nodes(!w.fcs.is_empty());
     let mut g = seed.to_vec();
     for i in (0..acts.len()).rev() {
-        let (prev_shape, prev, prev_node) = if i == 0 {
-            (input_shape, None, None)
-        } else {
-            (acts[i - 1].0, Some(&acts[i - 1].1), Some(list[i - 1].1))
-        };
+        let (prev_shape, prev, prev_node) =
+            if i == 0 { (input_shape, None, None) } else { (acts[i - 1].0, Some(&acts[i - 1].1), Some(list[i - 1].1)) };
         g = match list[i].1 {
             Node::Conv(c) => {
                 let cout = acts[i].0.channels;
@@ -333,7 +324,16 @@ pub fn vgg16_backward(
 }
 
 /// The objective seed on the CPU: d(weight · objective)/dz over the target tensor.
-pub fn objective_seed(z: &[f32], s: Shape, b: usize, channel: usize, neuron: Option<(usize, usize)>, post_relu: bool, weight: f32, out: &mut [f32]) {
+pub fn objective_seed(
+    z: &[f32],
+    s: Shape,
+    b: usize,
+    channel: usize,
+    neuron: Option<(usize, usize)>,
+    post_relu: bool,
+    weight: f32,
+    out: &mut [f32],
+) {
     for y in 0..s.height {
         for x in 0..s.width {
             let i = ((b * s.height + y) * s.width + x) * s.channels + channel;
@@ -354,11 +354,7 @@ pub fn color_sigmoid_forward(t: &[f32], decorrelate: bool) -> Vec<f32> {
     let mut out = vec![0.0; t.len()];
     for (o, px) in out.chunks_exact_mut(3).zip(t.chunks_exact(3)) {
         for i in 0..3 {
-            let z: f64 = if decorrelate {
-                (0..3).map(|j| M[i][j] as f64 / MAX_NORM as f64 * px[j] as f64).sum()
-            } else {
-                px[i] as f64
-            };
+            let z: f64 = if decorrelate { (0..3).map(|j| M[i][j] as f64 / MAX_NORM as f64 * px[j] as f64).sum() } else { px[i] as f64 };
             o[i] = (1.0 / (1.0 + (-z).exp())) as f32;
         }
     }
@@ -496,9 +492,7 @@ pub fn diversity(f: &[f32], batch: usize, pixels: usize, channels: usize) -> (f6
             }
         }
         let nq = dot(&n[b], &q);
-        let p: Vec<f64> = (0..c * c)
-            .map(|k| if sq[b] >= 1e-10 { (q[k] - n[b][k] * nq) / r[b] } else { q[k] / r[b] })
-            .collect();
+        let p: Vec<f64> = (0..c * c).map(|k| if sq[b] >= 1e-10 { (q[k] - n[b][k] * nq) / r[b] } else { q[k] / r[b] }).collect();
         for qx in 0..pixels {
             let base = (b * pixels + qx) * c;
             for ch in 0..c {
@@ -540,7 +534,15 @@ pub fn blur3(img: &[f32], h: usize, w: usize) -> Vec<f64> {
 
 /// The image regularizers of one image (H, W, 3): value and gradient.
 pub fn image_regularizers(img: &[f32], h: usize, w: usize, reg: &crate::objective::ImageReg) -> (f64, Vec<f32>) {
-    let sign = |v: f64| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 };
+    let sign = |v: f64| {
+        if v > 0.0 {
+            1.0
+        } else if v < 0.0 {
+            -1.0
+        } else {
+            0.0
+        }
+    };
     let at = |y: usize, x: usize, c: usize| img[(y * w + x) * 3 + c] as f64;
     let blurred = blur3(img, h, w);
     let mut value = 0.0f64;

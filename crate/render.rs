@@ -29,9 +29,9 @@ use crate::gpu::Gpu;
 use crate::model::{self, Vgg16};
 use crate::objective::Objective;
 use crate::ops::adam::Adam;
-use crate::weights::Preprocessing;
 use crate::pipeline::{Param, Pipeline, PipelineState, Settings};
 use crate::transform::Recipe;
+use crate::weights::Preprocessing;
 
 /// Lucid's `render_vis` thresholds for a run of `steps` steps: the powers
 /// of two from 32 up (the article's figures show 32, 64, …, 512), and the
@@ -412,11 +412,7 @@ impl Render {
                 for start in (0..list.len()).step_by(size) {
                     let end = (start + size).min(list.len());
                     let objective = Objective::per_image(list[start..end].to_vec())?;
-                    groups.push(Group {
-                        range: start..end,
-                        objective,
-                        texts: list[start..end].iter().map(|o| o.to_string()).collect(),
-                    });
+                    groups.push(Group { range: start..end, objective, texts: list[start..end].iter().map(|o| o.to_string()).collect() });
                 }
                 groups
             }

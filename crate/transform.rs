@@ -25,13 +25,7 @@ impl Recipe {
     /// The Distill article's footnote (the default): pad 16, jitter 16,
     /// scale {1, 0.975, 1.025, 0.95, 1.05}, rotate −5…5°, jitter 8.
     pub fn distill() -> Recipe {
-        Recipe {
-            pad: 16,
-            jitter1: 16,
-            scales: vec![1.0, 0.975, 1.025, 0.95, 1.05],
-            angles: (-5..=5).map(f64::from).collect(),
-            jitter2: 8,
-        }
+        Recipe { pad: 16, jitter1: 16, scales: vec![1.0, 0.975, 1.025, 0.95, 1.05], angles: (-5..=5).map(f64::from).collect(), jitter2: 8 }
     }
 
     /// Lucid's `standard_transforms`: pad 12, jitter 8, scale 0.90…1.10 in
@@ -146,10 +140,22 @@ impl Affine {
         let inv = self.inverse();
         let f = |v: f64| v as f32;
         [
-            f(self.m[0]), f(self.m[1]), f(self.m[2]), f(self.m[3]),
-            f(self.t[0]), f(self.t[1]), 0.0, 0.0,
-            f(inv.m[0]), f(inv.m[1]), f(inv.m[2]), f(inv.m[3]),
-            f(inv.t[0]), f(inv.t[1]), 0.0, 0.0,
+            f(self.m[0]),
+            f(self.m[1]),
+            f(self.m[2]),
+            f(self.m[3]),
+            f(self.t[0]),
+            f(self.t[1]),
+            0.0,
+            0.0,
+            f(inv.m[0]),
+            f(inv.m[1]),
+            f(inv.m[2]),
+            f(inv.m[3]),
+            f(inv.t[0]),
+            f(inv.t[1]),
+            0.0,
+            0.0,
         ]
     }
 }

@@ -107,8 +107,7 @@ pub async fn check(gpu: &Gpu, config: ConvConfig) -> Result<f64> {
     let got_y = unpad_channels(&gpu.read(&y).await?, so);
     let got_dx = unpad_channels(&gpu.read(&dx).await?, s);
     let want_y: Vec<f64> = r::conv3x3_forward(&r::relu(&x), s, &wt, &bias, cout).iter().map(|&v| v as f64).collect();
-    let want_dx: Vec<f64> =
-        r::relu_backward(&r::conv3x3_backward_input(&dy, s, &wt, cout), &x).iter().map(|&v| v as f64).collect();
+    let want_dx: Vec<f64> = r::relu_backward(&r::conv3x3_backward_input(&dy, s, &wt, cout), &x).iter().map(|&v| v as f64).collect();
     Ok(max_rel(&got_y, &want_y).max(max_rel(&got_dx, &want_dx)))
 }
 
@@ -146,7 +145,15 @@ pub async fn tune(gpu: &Gpu, now: &dyn Fn() -> f64, progress: &mut dyn FnMut(&Ca
     let reps = if cpu { 2 } else { 10 };
     let mut out = Vec::new();
     for config in candidates(gpu) {
-        let mut c = Candidate { schedule: config.name(), spec: config.spec(), config, max_rel_error: f64::NAN, correct: false, gflops: 0.0, error: None };
+        let mut c = Candidate {
+            schedule: config.name(),
+            spec: config.spec(),
+            config,
+            max_rel_error: f64::NAN,
+            correct: false,
+            gflops: 0.0,
+            error: None,
+        };
         match check(gpu, config).await {
             Ok(err) => {
                 c.max_rel_error = err;
@@ -165,5 +172,12 @@ pub async fn tune(gpu: &Gpu, now: &dyn Fn() -> f64, progress: &mut dyn FnMut(&Ca
     }
     let best = out.iter().filter(|c| c.correct && c.error.is_none()).max_by(|a, b| a.gflops.total_cmp(&b.gflops));
     let chosen_config = best.map_or(gpu.conv_config(), |c| c.config);
-    Ok(Tuning { adapter: gpu.adapter.to_string(), shape, chosen: chosen_config.name(), chosen_spec: chosen_config.spec(), chosen_config, candidates: out })
+    Ok(Tuning {
+        adapter: gpu.adapter.to_string(),
+        shape,
+        chosen: chosen_config.name(),
+        chosen_spec: chosen_config.spec(),
+        chosen_config,
+        candidates: out,
+    })
 }

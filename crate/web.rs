@@ -182,7 +182,8 @@ impl Engine {
         })?;
         drop(bytes);
         next_turn().await;
-        let model = crate::model::Vgg16::upload_paced(&self.shared.gpu, &file.weights, next_turn).await.map_err(|e| self.shared.error(e))?;
+        let model =
+            crate::model::Vgg16::upload_paced(&self.shared.gpu, &file.weights, next_turn).await.map_err(|e| self.shared.error(e))?;
         let mut json: serde_json::Value = serde_json::from_str(&summary.to_json()).map_err(|e| JsError::new(&e.to_string()))?;
         json["layers"] = layers_json(model.has_fc(), model.classes());
         *self.shared.weights.borrow_mut() = Some(Rc::new(LoadedWeights { model, preprocessing: file.preprocessing, summary }));

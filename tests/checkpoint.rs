@@ -14,7 +14,14 @@ use featvis::rng::Rng;
 fn sample() -> Checkpoint {
     let mut rng = Rng::new(3);
     let img = |rng: &mut Rng| rng.uniform_vec(5 * 4 * 3, 0.0, 1.0);
-    let request = JobSpec { layer: Some("conv2_2".into()), channels: Some("0-2".into()), size: Some(5), steps: Some(40), seed: Some(9), ..Default::default() };
+    let request = JobSpec {
+        layer: Some("conv2_2".into()),
+        channels: Some("0-2".into()),
+        size: Some(5),
+        steps: Some(40),
+        seed: Some(9),
+        ..Default::default()
+    };
     Checkpoint {
         request,
         weights_sha256: sha256_hex(b"weights"),
@@ -34,7 +41,10 @@ fn sample() -> Checkpoint {
                 Rendered { objective: "conv2_2:0".into(), initial: 1.0, last: 90.5, pixels: img(&mut rng) },
                 Rendered { objective: "conv2_2:1".into(), initial: f32::MIN_POSITIVE, last: -0.0, pixels: img(&mut rng) },
             ],
-            snapshots: vec![Snapshot { step: 10, images: vec![img(&mut rng), img(&mut rng), img(&mut rng)] }, Snapshot { step: 40, images: vec![img(&mut rng), img(&mut rng)] }],
+            snapshots: vec![
+                Snapshot { step: 10, images: vec![img(&mut rng), img(&mut rng), img(&mut rng)] },
+                Snapshot { step: 40, images: vec![img(&mut rng), img(&mut rng)] },
+            ],
             step_ms: 12.25,
             done: 52,
         },
@@ -51,7 +61,12 @@ fn same(a: &Checkpoint, b: &Checkpoint) {
     assert_eq!(s.initial, t.initial);
     assert_eq!(s.images.len(), t.images.len());
     for (x, y) in s.images.iter().zip(&t.images) {
-        assert!(x.objective == y.objective && x.pixels == y.pixels && x.initial.to_bits() == y.initial.to_bits() && x.last.to_bits() == y.last.to_bits());
+        assert!(
+            x.objective == y.objective
+                && x.pixels == y.pixels
+                && x.initial.to_bits() == y.initial.to_bits()
+                && x.last.to_bits() == y.last.to_bits()
+        );
     }
     assert_eq!(s.snapshots.len(), t.snapshots.len());
     for (x, y) in s.snapshots.iter().zip(&t.snapshots) {

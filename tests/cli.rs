@@ -63,8 +63,26 @@ fn renders_a_grid_of_conv2_2_channels_with_real_weights() {
     let dir = tmpdir("grid");
     let out = dir.join("grid.png");
     let o = featvis(&[
-        "render", "--weights", w.to_str().unwrap(), "--layer", "conv2_2", "--channels", "0-3", "--size", "48", "--steps", "32",
-        "--cols", "2", "--seed", "3", "--snapshots", "8,32", "--json", "--out", out.to_str().unwrap(),
+        "render",
+        "--weights",
+        w.to_str().unwrap(),
+        "--layer",
+        "conv2_2",
+        "--channels",
+        "0-3",
+        "--size",
+        "48",
+        "--steps",
+        "32",
+        "--cols",
+        "2",
+        "--seed",
+        "3",
+        "--snapshots",
+        "8,32",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
@@ -116,8 +134,22 @@ fn the_same_seed_gives_the_same_png_bytes() {
     let run = |name: &str, seed: &str| {
         let out = dir.join(name);
         let o = featvis(&[
-            "render", "--random-weights", "--layer", "conv1_2", "--channels", "0,3,5", "--size", "24", "--steps", "6", "--seed", seed,
-            "--labels", "--quiet", "--out", out.to_str().unwrap(),
+            "render",
+            "--random-weights",
+            "--layer",
+            "conv1_2",
+            "--channels",
+            "0,3,5",
+            "--size",
+            "24",
+            "--steps",
+            "6",
+            "--seed",
+            seed,
+            "--labels",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(out).unwrap()
@@ -196,7 +228,16 @@ fn bad_input_is_a_one_line_error_and_writes_nothing() {
 /// succeeds (no GPU, no weights); `featvis` alone lists the commands.
 #[test]
 fn help_after_a_command() {
-    for (cmd, option) in [("render", "--objective"), ("bench", "--min-time"), ("info", "FILE"), ("convert", "--f16"), ("fetch-weights", "--out-dir"), ("adapter", "--help"), ("tune", "--json"), ("kernel", "--conv")] {
+    for (cmd, option) in [
+        ("render", "--objective"),
+        ("bench", "--min-time"),
+        ("info", "FILE"),
+        ("convert", "--f16"),
+        ("fetch-weights", "--out-dir"),
+        ("adapter", "--help"),
+        ("tune", "--json"),
+        ("kernel", "--conv"),
+    ] {
         let out = featvis(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);

@@ -56,7 +56,8 @@ fn no_temporary_files(dir: &Path) {
     }
 }
 
-const BASE: [&str; 11] = ["render", "--random-weights", "--layer", "conv1_2", "--channels", "0-2", "--size", "20", "--batch", "2", "--quiet"];
+const BASE: [&str; 11] =
+    ["render", "--random-weights", "--layer", "conv1_2", "--channels", "0-2", "--size", "20", "--batch", "2", "--quiet"];
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     BASE.iter().copied().chain(extra.iter().copied()).collect()
@@ -133,7 +134,10 @@ fn checkpoints_of_other_settings_or_damaged_are_refused_and_nothing_is_written()
         assert!(!dir.join("r.png").exists());
     };
     std::fs::write(dir.join("c.ckpt"), &good).unwrap();
-    refuse(&["--layer", "conv1_2", "--channels", "0-2", "--size", "20", "--batch", "2", "--steps", "3000", "--seed", "2"], "seed is 1 but this render asks for 2");
+    refuse(
+        &["--layer", "conv1_2", "--channels", "0-2", "--size", "20", "--batch", "2", "--steps", "3000", "--seed", "2"],
+        "seed is 1 but this render asks for 2",
+    );
     std::fs::write(dir.join("c.ckpt"), &good[..good.len() / 2]).unwrap();
     refuse(&[], "damaged");
     let mut flipped = good.clone();

@@ -5,10 +5,10 @@ mod common;
 
 use featvis::ops::adam::{self, Adam, AdamStep};
 use featvis::ops::image;
-use featvis::weights::Preprocessing;
 use featvis::ops::{pad_channels, unpad_channels, Shape};
 use featvis::reference as r;
 use featvis::rng::Rng;
+use featvis::weights::Preprocessing;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -30,7 +30,9 @@ fn defaults_are_the_clis() {
     assert_eq!(j.param, Param::Fourier { decay_power: 1.0 });
     assert!((j.adam.lr - 0.05).abs() < 1e-9 && j.redirect_relu && j.snapshots.is_empty());
     match &j.objectives {
-        Objectives::PerImage(v) => assert_eq!(v.iter().map(|o| o.to_string()).collect::<Vec<_>>(), (0..8).map(|c| format!("conv4_3:{c}")).collect::<Vec<_>>()),
+        Objectives::PerImage(v) => {
+            assert_eq!(v.iter().map(|o| o.to_string()).collect::<Vec<_>>(), (0..8).map(|c| format!("conv4_3:{c}")).collect::<Vec<_>>())
+        }
         o => panic!("{o:?}"),
     }
 }

@@ -84,7 +84,11 @@ fn every_generated_conv_kernel_is_valid_wgsl_alone() {
             let entries: Vec<&str> = m.entry_points.iter().map(|e| e.name.as_str()).collect();
             assert_eq!(entries, ["conv3x3_forward_unrolled", "conv3x3_backward_input_unrolled"], "{}", u.name());
             // Named accumulators, no accumulator array; subgroups only when asked for.
-            assert!(src.contains(&format!("var a{}_{} = vec4<f32>(0.0);", px - 1, co4 - 1)) && !src.contains("array<vec4<f32>, "), "{}", u.name());
+            assert!(
+                src.contains(&format!("var a{}_{} = vec4<f32>(0.0);", px - 1, co4 - 1)) && !src.contains("array<vec4<f32>, "),
+                "{}",
+                u.name()
+            );
             assert_eq!(src.contains("subgroupBroadcast"), sg > 0, "{}", u.name());
             let spec = featvis::gpu::specialize(&u.name(), &src, &[("RELU_INPUT", 1), ("MASK_OUTPUT", 1)]).unwrap();
             module(&u.name(), &spec);
@@ -92,7 +96,12 @@ fn every_generated_conv_kernel_is_valid_wgsl_alone() {
         }
     }
     assert_eq!(n, 42);
-    for bad in [Unrolled { px: 0, co4: 1, wg: 8, sg: 0 }, Unrolled { px: 8, co4: 9, wg: 8, sg: 0 }, Unrolled { px: 16, co4: 8, wg: 8, sg: 0 }, Unrolled { px: 8, co4: 4, wg: 12, sg: 8 }] {
+    for bad in [
+        Unrolled { px: 0, co4: 1, wg: 8, sg: 0 },
+        Unrolled { px: 8, co4: 9, wg: 8, sg: 0 },
+        Unrolled { px: 16, co4: 8, wg: 8, sg: 0 },
+        Unrolled { px: 8, co4: 4, wg: 12, sg: 8 },
+    ] {
         assert!(!bad.is_valid(), "{bad:?}");
     }
     assert_eq!(featvis::ConvConfig::parse("unrolled:8,4,8,8").map(|c| c.name()).as_deref(), Some("unrolled(px=8,co=16,wg=8,sg=8)"));

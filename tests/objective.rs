@@ -19,7 +19,8 @@ fn specs_for(s: Shape) -> (Vec<ObjSpec>, Vec<f32>, Vec<f32>) {
     let c = s.channels as u32;
     let mut rng = Rng::new(77);
     let vectors = rng.normal_vec(2 * s.channels, 1.0);
-    let sp = |kind, batch, channel, post: bool, scale| ObjSpec { kind, batch, channel, post_relu: u32::from(post), scale, ..Default::default() };
+    let sp =
+        |kind, batch, channel, post: bool, scale| ObjSpec { kind, batch, channel, post_relu: u32::from(post), scale, ..Default::default() };
     let specs = vec![
         sp(KIND_CHANNEL, ALL_IMAGES, c - 1, true, 0.3),
         sp(KIND_CHANNEL, 1, 2 % c, false, -1.5),

@@ -30,7 +30,10 @@ fn valid_objectives_parse_to_weighted_terms() {
         ]
     );
     assert_eq!(parse("conv4_3:12@3,5").parts[0].term, Term::Neuron { layer: "conv4_3".into(), channel: 12, x: Some(3), y: Some(5) });
-    assert_eq!(parse(" conv4_3_pre_relu : 12 @ ").parts[0].term, Term::Neuron { layer: "conv4_3_pre_relu".into(), channel: 12, x: None, y: None });
+    assert_eq!(
+        parse(" conv4_3_pre_relu : 12 @ ").parts[0].term,
+        Term::Neuron { layer: "conv4_3_pre_relu".into(), channel: 12, x: None, y: None }
+    );
     assert_eq!(parse("neuron(conv1_1, 2)").parts[0].term, parse("conv1_1:2@").parts[0].term);
     assert_eq!(parse("channel(conv1_1, 2)"), parse("conv1_1:2"));
     // Weights multiply, on either side, and distribute over parentheses.
@@ -123,7 +126,9 @@ fn plans_use_lucids_scales() {
     assert_eq!((p.image[0].tv, p.image[0].blur, p.image[0].l1, p.image[0].l1_constant), (-0.5, 0.0, -1.0, 0.25));
     assert_eq!((p.image[1].tv, p.image[1].blur), (-0.5, 2.0));
     // Every objective prints back to text that parses to itself.
-    for text in ["conv4_3:12 - 100*diversity(conv4_3)", "0.5*conv2_2:5[3] + deepdream(conv3_3)", "class(281) - 0.01*tv() - l1(0.5) + blur()"] {
+    for text in
+        ["conv4_3:12 - 100*diversity(conv4_3)", "0.5*conv2_2:5[3] + deepdream(conv3_3)", "class(281) - 0.01*tv() - l1(0.5) + blur()"]
+    {
         assert_eq!(parse(&parse(text).to_string()), parse(text));
     }
 }

@@ -5,11 +5,11 @@
 mod common;
 
 use featvis::model::{Vgg16, Vgg16Weights};
-use featvis::ops::adam::Adam;
-use featvis::weights::Preprocessing;
 use featvis::objective::Objective;
+use featvis::ops::adam::Adam;
 use featvis::pipeline::{Param, Pipeline, Settings};
 use featvis::transform::Recipe;
+use featvis::weights::Preprocessing;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

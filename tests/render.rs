@@ -10,9 +10,9 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use featvis::model::{Vgg16, Vgg16Weights};
 use featvis::objective::Objective;
-use featvis::weights::Preprocessing;
 use featvis::render::{self, lucid_thresholds, Control, Job, Objectives, Output};
 use featvis::transform::Recipe;
+use featvis::weights::Preprocessing;
 use featvis::Gpu;
 
 fn channels(layer: &str, cs: &[usize]) -> Objectives {

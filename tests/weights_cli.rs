@@ -31,7 +31,11 @@ struct Out {
 
 fn featvis(args: &[&str]) -> Out {
     let out = Command::new(BIN).args(args).output().expect("run featvis");
-    Out { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 fn ok(args: &[&str]) -> String {
@@ -71,7 +75,9 @@ fn convert_pth_to_f32_and_f16_then_info() {
     std::fs::write(&pth, torchvision_pth(weights())).unwrap();
     let (f32p, f16p) = (dir.join("vgg16.safetensors"), dir.join("vgg16-f16.safetensors"));
     let out = ok(&["convert", s(&pth), s(&f32p)]);
-    for n in ["PyTorch state dict", "conv1_1, conv1_2", "conv5_3", "head: none", "parameters: 14,714,688", "preprocessing: torchvision", "F32"] {
+    for n in
+        ["PyTorch state dict", "conv1_1, conv1_2", "conv5_3", "head: none", "parameters: 14,714,688", "preprocessing: torchvision", "F32"]
+    {
         assert!(out.contains(n), "convert output should mention `{n}`:\n{out}");
     }
     let out = ok(&["convert", "--f16", s(&pth), s(&f16p)]);
@@ -89,7 +95,15 @@ fn convert_pth_to_f32_and_f16_then_info() {
     }
     for (p, dtype) in [(&f32p, "F32"), (&f16p, "F16")] {
         let info = ok(&["info", s(p)]);
-        for n in ["13 conv", "no classifier head", "parameters: 14,714,688", "preprocessing: torchvision (RGB", &format!("dtype: {dtype}"), "conv5_3.weight", "[3, 3, 512, 512]"] {
+        for n in [
+            "13 conv",
+            "no classifier head",
+            "parameters: 14,714,688",
+            "preprocessing: torchvision (RGB",
+            &format!("dtype: {dtype}"),
+            "conv5_3.weight",
+            "[3, 3, 512, 512]",
+        ] {
             assert!(info.contains(n), "info should mention `{n}`:\n{info}");
         }
     }
@@ -192,7 +206,10 @@ fn default_weights(name: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing: run `featvis fetch-weights` (tools/test does) — with CI=true this test fails instead of skipping", p.display());
+        panic!(
+            "{} is missing: run `featvis fetch-weights` (tools/test does) — with CI=true this test fails instead of skipping",
+            p.display()
+        );
     }
     eprintln!("note: {} is missing (run `featvis fetch-weights`); skipping", p.display());
     None

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use featvis::model::{Vgg16Weights, CONVS};
 use featvis::weights::safetensors::{self, Dtype, TensorOut};
-use featvis::weights::{onnx, f16_to_f32, f32_to_f16, sha256_hex, Preprocessing, WeightsFile};
+use featvis::weights::{f16_to_f32, f32_to_f16, onnx, sha256_hex, Preprocessing, WeightsFile};
 
 fn weights() -> &'static Vgg16Weights {
     static W: OnceLock<Vgg16Weights> = OnceLock::new();
@@ -74,16 +74,10 @@ fn tensors_of(w: &Vgg16Weights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 }
 
 fn keras_meta() -> Vec<(String, String)> {
-    [
-        ("architecture", "vgg16"),
-        ("channel_order", "BGR"),
-        ("scale", "255"),
-        ("mean", "103.939,116.779,123.68"),
-        ("std", "1,1,1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    [("architecture", "vgg16"), ("channel_order", "BGR"), ("scale", "255"), ("mean", "103.939,116.779,123.68"), ("std", "1,1,1")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn write(t: &[(String, Vec<usize>, Vec<f32>)], meta: &[(String, String)]) -> Vec<u8> {
@@ -168,10 +162,7 @@ fn bad_files_are_typed_errors() {
     expect_err(&raw_file(r#"{"t":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#, &d), &["`t`", "past the end"]);
     expect_err(&raw_file(r#"{"t":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}"#, &d), &["`t`", "backwards"]);
     expect_err(
-        &raw_file(
-            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
-            &d,
-        ),
+        &raw_file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, &d),
         &["`a`", "`b`", "overlapping"],
     );
     expect_err(&raw_file(r#"{"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &d), &["`t`", "needs 12"]);
@@ -183,10 +174,7 @@ fn bad_files_are_typed_errors() {
         &raw_file(r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}"#, &d),
         &["`t`", "overflows"],
     );
-    expect_err(
-        &raw_file(r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, &d),
-        &["`t`", "overflows"],
-    );
+    expect_err(&raw_file(r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, &d), &["`t`", "overflows"]);
 
     let w = weights();
     let meta = keras_meta();

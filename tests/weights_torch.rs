@@ -14,8 +14,8 @@ mod weights_common;
 use weights_common::{Rng, NARROW, NARROW_FC};
 
 use featvis::model::CONVS;
-use featvis::weights::safetensors::{self, Dtype, TensorOut};
 use featvis::weights::archive;
+use featvis::weights::safetensors::{self, Dtype, TensorOut};
 use featvis::weights::torch::{self, pickle, RawTensor, FEATURE_INDICES};
 use featvis::weights::{convert, NamedTensor, Preprocessing, WeightsError, WeightsFile};
 
@@ -89,7 +89,8 @@ impl BitWriter {
 /// A raw DEFLATE stream of one fixed-Huffman block, greedy LZ77 matches
 /// through a 3-byte hash (enough to exercise lengths and distances).
 fn deflate_fixed(data: &[u8]) -> Vec<u8> {
-    const LBASE: [u32; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+    const LBASE: [u32; 29] =
+        [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
     const LEXTRA: [u32; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
     const DBASE: [u32; 30] = [
         1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289,

@@ -67,12 +67,18 @@ impl AdamStep {
         }
         let n4 = check_u32("adam_step", "parameters", param.len / 4)?;
         let k = gpu
-            .kernel(&KernelSpec { shader: "adam.wgsl", source: SHADER, entry: "adam_step", constants: vec![("WG", WG)], bindings: &BINDINGS, workgroup_size: WG })
+            .kernel(&KernelSpec {
+                shader: "adam.wgsl",
+                source: SHADER,
+                entry: "adam_step",
+                constants: vec![("WG", WG)],
+                bindings: &BINDINGS,
+                workgroup_size: WG,
+            })
             .await?;
         let p = Self::params(&adam, n4, 1);
-        let dispatch = gpu
-            .dispatch(&k, Some(bytemuck::bytes_of(&p)), &[&grad.buffer, &param.buffer, &m.buffer, &v.buffer], n4 as u64)
-            .await?;
+        let dispatch =
+            gpu.dispatch(&k, Some(bytemuck::bytes_of(&p)), &[&grad.buffer, &param.buffer, &m.buffer, &v.buffer], n4 as u64).await?;
         Ok(AdamStep { dispatch, adam, n4 })
     }
 

@@ -29,8 +29,7 @@ pub struct ConvParams {
     pub _pad: [u32; 3],
 }
 
-const BINDINGS: [Binding; 6] =
-    [Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite];
+const BINDINGS: [Binding; 6] = [Binding::Uniform, Binding::Read, Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite];
 
 /// Largest register tile of output-channel vec4s a schedule may use.
 pub const MAX_CO4: u32 = 32;
@@ -157,7 +156,11 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
                     "conv schedule {} broadcasts across subgroups of {} lanes, but this device's are {}",
                     config.name(),
                     u.sg,
-                    if gpu.subgroup_size == 0 { "not available (or not of one fixed size)".to_string() } else { gpu.subgroup_size.to_string() }
+                    if gpu.subgroup_size == 0 {
+                        "not available (or not of one fixed size)".to_string()
+                    } else {
+                        gpu.subgroup_size.to_string()
+                    }
                 )));
             }
             shader = u.name();
@@ -277,13 +280,7 @@ pub async fn backward_input(
     gpu.dispatch_groups(
         &k,
         Some(bytemuck::bytes_of(&p)),
-        &[
-            &grad_out.buffer,
-            &weights.backward.buffer,
-            &unused.buffer,
-            &mask.unwrap_or(&unused).buffer,
-            &grad_in.buffer,
-        ],
+        &[&grad_out.buffer, &weights.backward.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
         wg,
     )
     .await

@@ -183,10 +183,7 @@ fn store(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32, has_bias
         for q in 0..px {
             let v = q + kx;
             for j in 0..co4 {
-                let _ = writeln!(
-                    w,
-                    "                a{q}_{j} += v{v}.x * w0_{j} + v{v}.y * w1_{j} + v{v}.z * w2_{j} + v{v}.w * w3_{j};"
-                );
+                let _ = writeln!(w, "                a{q}_{j} += v{v}.x * w0_{j} + v{v}.y * w1_{j} + v{v}.z * w2_{j} + v{v}.w * w3_{j};");
             }
         }
         let _ = writeln!(w, "            }}");
@@ -199,8 +196,7 @@ fn store(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32, has_bias
     }
     let _ = writeln!(w, "}}\n");
 
-    let (lane_builtin, lane_arg) =
-        if sg > 0 { (",\n    @builtin(subgroup_invocation_id) lane: u32", ", lane") } else { ("", "") };
+    let (lane_builtin, lane_arg) = if sg > 0 { (",\n    @builtin(subgroup_invocation_id) lane: u32", ", lane") } else { ("", "") };
     for (entry, args) in [
         ("conv3x3_forward_unrolled", "RELU_INPUT != 0u, true, false"),
         ("conv3x3_backward_input_unrolled", "false, false, MASK_OUTPUT != 0u"),

@@ -44,7 +44,15 @@ impl FcWeights {
     /// `w_io`: (inputs, outputs) row-major; `inputs` must be a multiple of 4.
     /// `max_chunk_bytes` overrides the device's binding limit (tests use it
     /// to exercise the split on small layers).
-    pub fn new(gpu: &Gpu, name: &str, inputs: usize, outputs: usize, w_io: &[f32], bias: &[f32], max_chunk_bytes: Option<u64>) -> Result<Self> {
+    pub fn new(
+        gpu: &Gpu,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        w_io: &[f32],
+        bias: &[f32],
+        max_chunk_bytes: Option<u64>,
+    ) -> Result<Self> {
         if inputs == 0 || outputs == 0 || !inputs.is_multiple_of(4) || w_io.len() != inputs * outputs || bias.len() != outputs {
             return Err(Error::Invalid(format!(
                 "fc `{name}`: {} weights and {} biases for {inputs}→{outputs} (inputs must be a multiple of 4)",
@@ -94,7 +102,14 @@ async fn kernel(gpu: &Gpu, entry: &'static str, constants: Vec<(&'static str, u3
 }
 
 /// y (B, c4(outputs)*4) = x' w + bias, x' = relu(x) if `relu_input`. One dispatch per chunk.
-pub async fn forward(gpu: &Gpu, layer: &FcWeights, batch: usize, input: &Tensor, output: &Tensor, relu_input: bool) -> Result<Vec<Dispatch>> {
+pub async fn forward(
+    gpu: &Gpu,
+    layer: &FcWeights,
+    batch: usize,
+    input: &Tensor,
+    output: &Tensor,
+    relu_input: bool,
+) -> Result<Vec<Dispatch>> {
     let name = format!("fc_forward {}", layer.name);
     check_len(&name, "input", input, batch * layer.inputs)?;
     check_len(&name, "output", output, batch * c4(layer.outputs) * 4)?;
@@ -112,8 +127,13 @@ pub async fn forward(gpu: &Gpu, layer: &FcWeights, batch: usize, input: &Tensor,
             _pad: [0; 2],
         };
         out.push(
-            gpu.dispatch(&k, Some(bytemuck::bytes_of(&p)), &[&input.buffer, &c.weights.buffer, &layer.bias.buffer, &output.buffer], total as u64)
-                .await?,
+            gpu.dispatch(
+                &k,
+                Some(bytemuck::bytes_of(&p)),
+                &[&input.buffer, &c.weights.buffer, &layer.bias.buffer, &output.buffer],
+                total as u64,
+            )
+            .await?,
         );
     }
     Ok(out)
@@ -137,12 +157,8 @@ pub async fn backward_input(
     let unused = dummy(gpu, &name)?;
     let mut out = Vec::new();
     for (i, c) in layer.chunks.iter().enumerate() {
-        let k = kernel(
-            gpu,
-            "fc_backward_input",
-            vec![("ACCUMULATE", u32::from(i > 0)), ("MASK_OUTPUT", u32::from(mask.is_some()))],
-        )
-        .await?;
+        let k =
+            kernel(gpu, "fc_backward_input", vec![("ACCUMULATE", u32::from(i > 0)), ("MASK_OUTPUT", u32::from(mask.is_some()))]).await?;
         let total = batch * layer.inputs / 4;
         let p = FcParams {
             batch: check_u32(&name, "batch", batch)?,

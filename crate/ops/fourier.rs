@@ -89,7 +89,14 @@ pub fn table(h: usize, w: usize, decay_power: f64) -> Vec<f32> {
 
 async fn prepare(gpu: &Gpu, entry: &'static str, p: FourierParams, bufs: [&wgpu::Buffer; 4]) -> Result<Dispatch> {
     let k = gpu
-        .kernel(&KernelSpec { shader: "fourier.wgsl", source: SHADER, entry, constants: vec![("WG", WG)], bindings: &BINDINGS, workgroup_size: WG })
+        .kernel(&KernelSpec {
+            shader: "fourier.wgsl",
+            source: SHADER,
+            entry,
+            constants: vec![("WG", WG)],
+            bindings: &BINDINGS,
+            workgroup_size: WG,
+        })
         .await?;
     gpu.dispatch(&k, Some(bytemuck::bytes_of(&p)), &bufs, p.total as u64).await
 }
@@ -114,8 +121,16 @@ pub async fn forward(gpu: &Gpu, shape: Shape, decay_power: f32, spectrum: &Tenso
     let (b, h, w) = (shape.batch, shape.height, shape.width);
     let unused = dummy(gpu, "fourier_rows")?;
     let tab = gpu.tensor_from("fourier twiddles and scale", &table(h, w, decay_power as f64))?;
-    let cols = prepare(gpu, "fourier_columns", params(b, h, w, decay_power, b * 3 * h * spectrum_width(w))?, [&spectrum.buffer, &tmp.buffer, &unused.buffer, &tab.buffer]).await?;
-    let rows = prepare(gpu, "fourier_rows", params(b, h, w, decay_power, b * h * w)?, [&tmp.buffer, &unused.buffer, &img.buffer, &tab.buffer]).await?;
+    let cols = prepare(
+        gpu,
+        "fourier_columns",
+        params(b, h, w, decay_power, b * 3 * h * spectrum_width(w))?,
+        [&spectrum.buffer, &tmp.buffer, &unused.buffer, &tab.buffer],
+    )
+    .await?;
+    let rows =
+        prepare(gpu, "fourier_rows", params(b, h, w, decay_power, b * h * w)?, [&tmp.buffer, &unused.buffer, &img.buffer, &tab.buffer])
+            .await?;
     Ok(vec![cols, rows])
 }
 
@@ -126,7 +141,15 @@ pub async fn backward(gpu: &Gpu, shape: Shape, decay_power: f32, dimg: &Tensor, 
     let n = b * 3 * h * spectrum_width(w);
     let unused = dummy(gpu, "fourier_columns_adjoint")?;
     let tab = gpu.tensor_from("fourier twiddles and scale", &table(h, w, decay_power as f64))?;
-    let rows = prepare(gpu, "fourier_rows_adjoint", params(b, h, w, decay_power, n)?, [&unused.buffer, &tmp.buffer, &dimg.buffer, &tab.buffer]).await?;
-    let cols = prepare(gpu, "fourier_columns_adjoint", params(b, h, w, decay_power, n)?, [&tmp.buffer, &dspectrum.buffer, &unused.buffer, &tab.buffer]).await?;
+    let rows =
+        prepare(gpu, "fourier_rows_adjoint", params(b, h, w, decay_power, n)?, [&unused.buffer, &tmp.buffer, &dimg.buffer, &tab.buffer])
+            .await?;
+    let cols = prepare(
+        gpu,
+        "fourier_columns_adjoint",
+        params(b, h, w, decay_power, n)?,
+        [&tmp.buffer, &dspectrum.buffer, &unused.buffer, &tab.buffer],
+    )
+    .await?;
     Ok(vec![rows, cols])
 }

@@ -84,10 +84,7 @@ pub fn unpad_channels(data: &[f32], shape: Shape) -> Vec<f32> {
 
 pub(crate) fn check_len(kernel: &str, what: &str, t: &Tensor, needed: usize) -> Result<()> {
     if t.len < needed {
-        return Err(Error::Invalid(format!(
-            "kernel `{kernel}`: {what} `{}` holds {} values but the shape needs {needed}",
-            t.label, t.len
-        )));
+        return Err(Error::Invalid(format!("kernel `{kernel}`: {what} `{}` holds {} values but the shape needs {needed}", t.label, t.len)));
     }
     Ok(())
 }

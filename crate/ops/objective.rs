@@ -112,7 +112,13 @@ fn obj_params(name: &str, shape: Shape, total: usize, nspec: usize) -> Result<Ob
     })
 }
 
-async fn kernel(gpu: &Gpu, shader: &'static str, source: &'static str, entry: &'static str, bindings: &'static [Binding]) -> Result<std::sync::Arc<crate::gpu::Kernel>> {
+async fn kernel(
+    gpu: &Gpu,
+    shader: &'static str,
+    source: &'static str,
+    entry: &'static str,
+    bindings: &'static [Binding],
+) -> Result<std::sync::Arc<crate::gpu::Kernel>> {
     gpu.kernel(&KernelSpec { shader, source, entry, constants: vec![("WG", WG)], bindings, workgroup_size: WG }).await
 }
 
@@ -158,7 +164,8 @@ pub async fn seed(gpu: &Gpu, shape: Shape, specs: &Specs, z: &Tensor, grad: &Ten
     let mut p = obj_params(name, shape, total, specs.count)?;
     p.phase = phase as u32;
     p.accumulate = u32::from(accumulate);
-    gpu.dispatch(&k, Some(bytemuck::bytes_of(&p)), &[&specs.specs.buffer, &specs.vectors.buffer, &z.buffer, &grad.buffer], total as u64).await
+    gpu.dispatch(&k, Some(bytemuck::bytes_of(&p)), &[&specs.specs.buffer, &specs.vectors.buffer, &z.buffer, &grad.buffer], total as u64)
+        .await
 }
 
 /// Each (spec, image)'s contribution to the objective, in value slots
@@ -172,7 +179,8 @@ pub async fn value(gpu: &Gpu, shape: Shape, specs: &Specs, z: &Tensor, values: &
     let mut p = obj_params(name, shape, slots, specs.count)?;
     p.value_offset = check_u32(name, "value offset", offset)?;
     let wg = gpu.split_workgroups(slots as u64)?;
-    gpu.dispatch_groups(&k, Some(bytemuck::bytes_of(&p)), &[&specs.specs.buffer, &specs.vectors.buffer, &z.buffer, &values.buffer], wg).await
+    gpu.dispatch_groups(&k, Some(bytemuck::bytes_of(&p)), &[&specs.specs.buffer, &specs.vectors.buffer, &z.buffer, &values.buffer], wg)
+        .await
 }
 
 /// Uniform of the diversity kernels; mirrors `DivParams` in diversity.wgsl.
@@ -244,22 +252,68 @@ impl Diversity {
         let k = |entry: &'static str| kernel(gpu, "diversity.wgsl", DIVERSITY_SHADER, entry, &BINDINGS4);
         let total_gram = b * c * c;
         let p_gram = DivParams { total: check_u32(name, "invocations", total_gram)?, ..base };
-        let gram_d = gpu.dispatch(&k("diversity_gram").await?, Some(bytemuck::bytes_of(&p_gram)), &[&z.buffer, &z.buffer, &gram.buffer], total_gram as u64).await?;
-        let dots_d = gpu
-            .dispatch_groups(&k("diversity_dots").await?, Some(bytemuck::bytes_of(&base)), &[&gram.buffer, &gram.buffer, &dots.buffer], gpu.split_workgroups((b * b) as u64)?)
+        let gram_d = gpu
+            .dispatch(
+                &k("diversity_gram").await?,
+                Some(bytemuck::bytes_of(&p_gram)),
+                &[&z.buffer, &z.buffer, &gram.buffer],
+                total_gram as u64,
+            )
             .await?;
-        let coef_d = gpu.dispatch_groups(&k("diversity_coef").await?, Some(bytemuck::bytes_of(&base)), &[&dots.buffer, &dots.buffer, &values.buffer], [1, 1, 1]).await?;
-        let pmat_d = gpu.dispatch(&k("diversity_pmat").await?, Some(bytemuck::bytes_of(&p_gram)), &[&gram.buffer, &values.buffer, &pmat.buffer], total_gram as u64).await?;
+        let dots_d = gpu
+            .dispatch_groups(
+                &k("diversity_dots").await?,
+                Some(bytemuck::bytes_of(&base)),
+                &[&gram.buffer, &gram.buffer, &dots.buffer],
+                gpu.split_workgroups((b * b) as u64)?,
+            )
+            .await?;
+        let coef_d = gpu
+            .dispatch_groups(
+                &k("diversity_coef").await?,
+                Some(bytemuck::bytes_of(&base)),
+                &[&dots.buffer, &dots.buffer, &values.buffer],
+                [1, 1, 1],
+            )
+            .await?;
+        let pmat_d = gpu
+            .dispatch(
+                &k("diversity_pmat").await?,
+                Some(bytemuck::bytes_of(&p_gram)),
+                &[&gram.buffer, &values.buffer, &pmat.buffer],
+                total_gram as u64,
+            )
+            .await?;
         let total_grad = shape.pixels() * shape.c4() * 4;
         let mut grads = Vec::new();
         for mask in [post_relu, false] {
             let p = DivParams { total: check_u32(name, "invocations", total_grad)?, mask: u32::from(mask), ..base };
-            grads.push(gpu.dispatch(&k("diversity_grad").await?, Some(bytemuck::bytes_of(&p)), &[&z.buffer, &pmat.buffer, &grad.buffer], total_grad as u64).await?);
+            grads.push(
+                gpu.dispatch(
+                    &k("diversity_grad").await?,
+                    Some(bytemuck::bytes_of(&p)),
+                    &[&z.buffer, &pmat.buffer, &grad.buffer],
+                    total_grad as u64,
+                )
+                .await?,
+            );
         }
         let unmasked = grads.pop().expect("two variants");
         let masked = grads.pop().expect("two variants");
-        let pmat_d2 = gpu.dispatch(&k("diversity_pmat").await?, Some(bytemuck::bytes_of(&p_gram)), &[&gram.buffer, &values.buffer, &pmat.buffer], total_gram as u64).await?;
-        Ok(Diversity { value: vec![gram_d, dots_d, coef_d], grad: vec![pmat_d, masked], grad_unmasked: vec![pmat_d2, unmasked], _buffers: [gram, dots, pmat] })
+        let pmat_d2 = gpu
+            .dispatch(
+                &k("diversity_pmat").await?,
+                Some(bytemuck::bytes_of(&p_gram)),
+                &[&gram.buffer, &values.buffer, &pmat.buffer],
+                total_gram as u64,
+            )
+            .await?;
+        Ok(Diversity {
+            value: vec![gram_d, dots_d, coef_d],
+            grad: vec![pmat_d, masked],
+            grad_unmasked: vec![pmat_d2, unmasked],
+            _buffers: [gram, dots, pmat],
+        })
     }
 }
 
@@ -301,7 +355,13 @@ pub async fn regularize_value(gpu: &Gpu, shape: Shape, regs: &Tensor, img: &Tens
     check_len(name, "values", values, (offset + shape.batch) * 4)?;
     let k = kernel(gpu, "regularize.wgsl", REGULARIZE_SHADER, name, &BINDINGS4).await?;
     let p = reg_params(name, shape, offset)?;
-    gpu.dispatch_groups(&k, Some(bytemuck::bytes_of(&p)), &[&regs.buffer, &img.buffer, &values.buffer], gpu.split_workgroups(shape.batch as u64)?).await
+    gpu.dispatch_groups(
+        &k,
+        Some(bytemuck::bytes_of(&p)),
+        &[&regs.buffer, &img.buffer, &values.buffer],
+        gpu.split_workgroups(shape.batch as u64)?,
+    )
+    .await
 }
 
 /// Uniform of the ReLU kernels; mirrors `ReluParams` in relu.wgsl.

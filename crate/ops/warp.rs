@@ -52,7 +52,14 @@ async fn prepare(gpu: &Gpu, entry: &'static str, shape: Shape, maps: &WarpMaps, 
     check_len(entry, "input", src, shape.padded_len())?;
     check_len(entry, "output", dst, shape.padded_len())?;
     let k = gpu
-        .kernel(&KernelSpec { shader: "warp.wgsl", source: SHADER, entry, constants: vec![("WG", WG)], bindings: &BINDINGS, workgroup_size: WG })
+        .kernel(&KernelSpec {
+            shader: "warp.wgsl",
+            source: SHADER,
+            entry,
+            constants: vec![("WG", WG)],
+            bindings: &BINDINGS,
+            workgroup_size: WG,
+        })
         .await?;
     let total = shape.pixels();
     let p = WarpParams {

@@ -60,7 +60,9 @@ impl<'a> Zip<'a> {
                 let mut out = Vec::with_capacity(usize::try_from(size).map_err(|_| member("too large for this machine".into()))?);
                 // One byte more than declared: a member that inflates further is caught below.
                 let read = f.by_ref().take(size + 1).read_to_end(&mut out);
-                read.map_err(|e| member(if e.to_string().contains("checksum") { "CRC-32 mismatch: the file is corrupt".into() } else { e.to_string() }))?;
+                read.map_err(|e| {
+                    member(if e.to_string().contains("checksum") { "CRC-32 mismatch: the file is corrupt".into() } else { e.to_string() })
+                })?;
                 if out.len() as u64 != size {
                     return Err(member(format!("inflates to {} bytes, the directory says {size}", out.len())));
                 }

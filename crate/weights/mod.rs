@@ -382,11 +382,7 @@ impl WeightsFile {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let names: Vec<(String, String)> = self
-            .layers()
-            .iter()
-            .map(|l| (format!("{l}.weight"), format!("{l}.bias")))
-            .collect();
+        let names: Vec<(String, String)> = self.layers().iter().map(|l| (format!("{l}.weight"), format!("{l}.bias"))).collect();
         let mut tensors = Vec::new();
         for (i, (&(_, cin, cout), c)) in CONVS.iter().zip(&self.weights.convs).enumerate() {
             tensors.push(TensorOut { name: &names[i].0, shape: vec![3, 3, cin, cout], values: &c.w_hwio });
@@ -485,8 +481,9 @@ impl LoadSummary {
 
 /// `layer.weight` or `layer.bias` of one of VGG16's conv or fc layers.
 fn is_vgg16_tensor(name: &str) -> bool {
-    name.split_once('.')
-        .is_some_and(|(layer, part)| (part == "weight" || part == "bias") && (CONVS.iter().any(|c| c.0 == layer) || FC_NAMES.contains(&layer)))
+    name.split_once('.').is_some_and(|(layer, part)| {
+        (part == "weight" || part == "bias") && (CONVS.iter().any(|c| c.0 == layer) || FC_NAMES.contains(&layer))
+    })
 }
 
 /// VGG16 from a source of checked tensors: `get(name, expected shape)` gives

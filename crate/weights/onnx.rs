@@ -224,7 +224,9 @@ fn tensor(buf: &[u8], base: usize) -> Result<Option<OnnxTensor>, WeightsError> {
                 )));
             }
             if wide_half {
-                return Err(WeightsError::Onnx(format!("initializer `{name}`: an int32_data entry of a FLOAT16 tensor does not fit 16 bits")));
+                return Err(WeightsError::Onnx(format!(
+                    "initializer `{name}`: an int32_data entry of a FLOAT16 tensor does not fit 16 bits"
+                )));
             }
             int32s.iter().map(|&b| super::f16_to_f32(b)).collect()
         }
@@ -351,7 +353,11 @@ fn keras_fc_index(name: &str) -> Option<usize> {
         let rest = &b[i..];
         if rest.starts_with(b"predictions") {
             found = Some(2);
-        } else if rest.len() >= 3 && rest.starts_with(b"fc") && !rest.get(3).is_some_and(|c| c.is_ascii_digit()) && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+        } else if rest.len() >= 3
+            && rest.starts_with(b"fc")
+            && !rest.get(3).is_some_and(|c| c.is_ascii_digit())
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+        {
             found = match rest[2] {
                 b'1' | b'6' => Some(0),
                 b'2' | b'7' => Some(1),
@@ -390,7 +396,10 @@ fn keras_convs(inits: &[OnnxTensor]) -> Result<Vec<ConvTensor>, WeightsError> {
         let w = kernels[k].ok_or_else(|| WeightsError::Onnx(format!("no rank-4 initializer named like `{keras}` (the {name} kernel)")))?;
         let b = biases[k].ok_or_else(|| WeightsError::Onnx(format!("no rank-1 initializer named like `{keras}` (the {name} bias)")))?;
         if w.dims != [cout, cin, 3, 3] {
-            return Err(WeightsError::Onnx(format!("`{}`: expected OIHW shape [{cout}, {cin}, 3, 3] for {name}, got {:?}", w.name, w.dims)));
+            return Err(WeightsError::Onnx(format!(
+                "`{}`: expected OIHW shape [{cout}, {cin}, 3, 3] for {name}, got {:?}",
+                w.name, w.dims
+            )));
         }
         if b.dims != [cout] {
             return Err(WeightsError::Onnx(format!("`{}`: expected shape [{cout}] for {name}'s bias, got {:?}", b.name, b.dims)));

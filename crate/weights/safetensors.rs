@@ -231,8 +231,13 @@ pub fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
         if dims.len() > MAX_RANK {
             return Err(bad(name, format!("its shape has {} dimensions, more than the {MAX_RANK} accepted", dims.len())));
         }
-        let shape: Vec<u64> = dims.iter().map(Value::as_u64).collect::<Option<_>>().ok_or_else(|| bad(name, "a shape entry is not a non-negative integer"))?;
-        let count = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(name, "the shape's element count overflows"))?;
+        let shape: Vec<u64> = dims
+            .iter()
+            .map(Value::as_u64)
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(name, "a shape entry is not a non-negative integer"))?;
+        let count =
+            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(name, "the shape's element count overflows"))?;
         let needed = count.checked_mul(size).ok_or_else(|| bad(name, "the shape's byte size overflows"))?;
         if shape.iter().any(|&d| usize::try_from(d).is_err()) {
             return Err(bad(name, "a shape entry overflows this platform's usize"));
@@ -250,7 +255,10 @@ pub fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, WeightsError> {
             return Err(bad(name, format!("data_offsets [{begin}, {end}] run past the end of the data ({} bytes)", data.len())));
         }
         if end - begin != needed {
-            return Err(bad(name, format!("data_offsets [{begin}, {end}] hold {} bytes but shape {shape:?} of {dtype} needs {needed}", end - begin)));
+            return Err(bad(
+                name,
+                format!("data_offsets [{begin}, {end}] hold {} bytes but shape {shape:?} of {dtype} needs {needed}", end - begin),
+            ));
         }
         ranges.push((begin, end, name));
     }

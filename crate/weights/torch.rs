@@ -54,9 +54,12 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<RawTensor>> {
     if legacy::looks_legacy(bytes) {
         let l = legacy::parse(bytes)?;
         let dict = state_dict(&l.root)?;
-        return tensors_of(dict, |k| l.storages.get(k).copied(), l.big_endian, |k| {
-            format!("its storage `{k}` is not among the storages the file lists")
-        });
+        return tensors_of(
+            dict,
+            |k| l.storages.get(k).copied(),
+            l.big_endian,
+            |k| format!("its storage `{k}` is not among the storages the file lists"),
+        );
     }
     if legacy::looks_tar(bytes) {
         return Err(pth_err(
@@ -306,7 +309,8 @@ fn vgg_name(convs: usize) -> Option<&'static str> {
 /// Refuse, with a message naming what was found, state dicts of networks
 /// other than plain VGG16: VGG with batch norm, VGG11/13/19, ResNet, AlexNet…
 fn check_architecture(tensors: &[RawTensor]) -> Result<()> {
-    const PLAIN: &str = "featvis visualizes plain VGG16 (torchvision's vgg16 or timm's vgg16: 13 convolutions features.{0,2,5,…,28}, no batch norm)";
+    const PLAIN: &str =
+        "featvis visualizes plain VGG16 (torchvision's vgg16 or timm's vgg16: 13 convolutions features.{0,2,5,…,28}, no batch norm)";
     let names: Vec<&str> = tensors.iter().map(|t| strip_prefixes(&t.0)).collect();
     // Errors name the tensor as the file spells it.
     let full = |i: usize| tensors[i].0.as_str();
@@ -316,13 +320,16 @@ fn check_architecture(tensors: &[RawTensor]) -> Result<()> {
         .map(|i| (i, tensors[i].1.as_slice()))
         .collect();
     let vgg_like = names.iter().all(|n| ["features.", "classifier.", "pre_logits.", "head."].iter().any(|p| n.starts_with(p)));
-    let batch_norm = names.iter().position(|n| n.ends_with(".running_mean") || n.ends_with(".running_var") || n.ends_with(".num_batches_tracked"));
+    let batch_norm =
+        names.iter().position(|n| n.ends_with(".running_mean") || n.ends_with(".running_var") || n.ends_with(".num_batches_tracked"));
     if let Some(i) = batch_norm {
         let n = convs.len();
         return Err(bad(
             full(i),
             match (vgg_like, vgg_name(n)) {
-                (true, Some(v)) => format!("{v}_bn is not supported: {PLAIN}. This BatchNorm tensor belongs to a VGG with {n} convolutions and batch norm"),
+                (true, Some(v)) => {
+                    format!("{v}_bn is not supported: {PLAIN}. This BatchNorm tensor belongs to a VGG with {n} convolutions and batch norm")
+                }
                 (true, None) => format!("a VGG with batch norm (vgg*_bn) is not supported: {PLAIN}. This is a BatchNorm tensor"),
                 (false, _) => format!("a network with batch norm{} is not supported: {PLAIN}. This is a BatchNorm tensor", family(&names)),
             },
@@ -337,7 +344,10 @@ fn check_architecture(tensors: &[RawTensor]) -> Result<()> {
         };
         return Err(bad(
             full(convs[n - 1].0),
-            format!("{what} is not supported: {PLAIN}. The file has {n} convolutions under features.* ({} … this one), VGG16 has 13", full(convs[0].0)),
+            format!(
+                "{what} is not supported: {PLAIN}. The file has {n} convolutions under features.* ({} … this one), VGG16 has 13",
+                full(convs[0].0)
+            ),
         ));
     }
     if !vgg_like {
@@ -393,7 +403,11 @@ pub fn torchvision_tensors(tensors: Vec<RawTensor>) -> Result<Vec<NamedTensor>> 
                     &[o, ci, 3, 3] => (o, ci),
                     _ => return Err(bad(&full, format!("expected a 3×3 convolution weight (O, I, 3, 3), got {shape:?}"))),
                 };
-                NamedTensor { name: format!("{}.weight", CONVS[i].0), shape: vec![3, 3, ci, o], values: layout::oihw_to_hwio(&values, o, ci) }
+                NamedTensor {
+                    name: format!("{}.weight", CONVS[i].0),
+                    shape: vec![3, 3, ci, o],
+                    values: layout::oihw_to_hwio(&values, o, ci),
+                }
             }
             (Target::Conv(i), false) | (Target::Fc(i @ 0..=2), false) if shape.len() == 1 => {
                 let layer = match t {
@@ -410,8 +424,18 @@ pub fn torchvision_tensors(tensors: Vec<RawTensor>) -> Result<Vec<NamedTensor>> 
                 let (outputs, inputs) = match (i, shape.as_slice()) {
                     (_, &[o, n]) => (o, n),
                     (0, &[o, c, 7, 7]) | (1 | 2, &[o, c, 1, 1]) => (o, c.saturating_mul(shape[2] * shape[3])),
-                    (0, _) => return Err(bad(&full, format!("expected fc6 as a linear weight (out, C·49) or a 7×7 convolution (out, C, 7, 7), got {shape:?}"))),
-                    _ => return Err(bad(&full, format!("expected a linear weight (out, in) or a 1×1 convolution (out, in, 1, 1), got {shape:?}"))),
+                    (0, _) => {
+                        return Err(bad(
+                            &full,
+                            format!("expected fc6 as a linear weight (out, C·49) or a 7×7 convolution (out, C, 7, 7), got {shape:?}"),
+                        ))
+                    }
+                    _ => {
+                        return Err(bad(
+                            &full,
+                            format!("expected a linear weight (out, in) or a 1×1 convolution (out, in, 1, 1), got {shape:?}"),
+                        ))
+                    }
                 };
                 let w = if i == 0 {
                     // pool5 is 7×7×C: torch column c·49 + p, ours p·C + c.

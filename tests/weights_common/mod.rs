@@ -104,8 +104,12 @@ pub fn entry(header: &str, name: &str) -> String {
 pub fn without(bytes: &[u8], drop: &[&str]) -> Vec<u8> {
     use featvis::weights::safetensors::{self, Dtype, TensorOut};
     let st = safetensors::parse(bytes).unwrap();
-    let kept: Vec<(String, Vec<usize>, Vec<f32>)> =
-        st.tensors.iter().filter(|t| !drop.contains(&t.name.as_str())).map(|t| (t.name.clone(), t.shape.clone(), t.to_f32().unwrap())).collect();
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> = st
+        .tensors
+        .iter()
+        .filter(|t| !drop.contains(&t.name.as_str()))
+        .map(|t| (t.name.clone(), t.shape.clone(), t.to_f32().unwrap()))
+        .collect();
     let outs: Vec<TensorOut<'_>> = kept.iter().map(|(n, s, v)| TensorOut { name: n, shape: s.clone(), values: v }).collect();
     let meta: Vec<(String, String)> = st.metadata.clone().into_iter().collect();
     safetensors::write(&outs, &meta, Dtype::F32)

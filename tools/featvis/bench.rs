@@ -69,8 +69,9 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
             );
         }
     };
-    let report = pollster::block_on(featvis::bench::run(&gpu, size, batch, &layers, split_layer.as_deref(), min_secs * 1e3, &now, &mut progress))
-        .map_err(|e| e.to_string())?;
+    let report =
+        pollster::block_on(featvis::bench::run(&gpu, size, batch, &layers, split_layer.as_deref(), min_secs * 1e3, &now, &mut progress))
+            .map_err(|e| e.to_string())?;
     if json {
         println!("{}", report.to_json());
     } else {

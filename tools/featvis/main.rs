@@ -14,7 +14,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// Feature visualization of VGG16 on the GPU.
 #[derive(Parser)]
-#[command(name = "featvis", version, about, arg_required_else_help = true, after_help = "Run `featvis COMMAND --help` for a command's options.")]
+#[command(
+    name = "featvis",
+    version,
+    about,
+    arg_required_else_help = true,
+    after_help = "Run `featvis COMMAND --help` for a command's options."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -116,7 +122,9 @@ fn one_line(e: &clap::Error) -> String {
         None => "run `featvis --help` for the list".to_string(),
     };
     match e.kind() {
-        ErrorKind::InvalidSubcommand => format!("unknown command `{}`; run `featvis --help` for the list", ctx(ContextKind::InvalidSubcommand)),
+        ErrorKind::InvalidSubcommand => {
+            format!("unknown command `{}`; run `featvis --help` for the list", ctx(ContextKind::InvalidSubcommand))
+        }
         ErrorKind::UnknownArgument if arg.starts_with('-') => {
             let similar = ctx(ContextKind::SuggestedArg);
             let similar = if similar.is_empty() { String::new() } else { format!(" (did you mean `{similar}`?)") };
@@ -137,7 +145,8 @@ fn one_line(e: &clap::Error) -> String {
         }
         ErrorKind::MissingRequiredArgument => {
             let missing = ctx(ContextKind::InvalidArg).replace(['<', '>'], "");
-            let usage = command_name().and_then(|c| Cli::command().find_subcommand(&c).and_then(|s| s.get_overridden_usage().map(|u| u.to_string())));
+            let usage = command_name()
+                .and_then(|c| Cli::command().find_subcommand(&c).and_then(|s| s.get_overridden_usage().map(|u| u.to_string())));
             format!("missing {missing}; usage: {}", usage.unwrap_or_default())
         }
         // Anything else: clap's own first line, without its "error: ".

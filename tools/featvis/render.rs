@@ -37,7 +37,10 @@ use crate::whole;
 /// once. --resume OUT.ckpt continues (same weights; settings from the
 /// checkpoint) to the same bytes.
 #[derive(Args)]
-#[command(args_override_self = true, override_usage = "featvis render [--layer conv4_3 --channels 0-63 | --objective TEXT --batch 4] [OPTIONS]")]
+#[command(
+    args_override_self = true,
+    override_usage = "featvis render [--layer conv4_3 --channels 0-63 | --objective TEXT --batch 4] [OPTIONS]"
+)]
 pub struct RenderArgs {
     /// Weights file (featvis safetensors).
     #[arg(long, value_name = "FILE", default_value = "www/weights/vgg16-imagenet.safetensors")]
@@ -261,7 +264,9 @@ pub fn main(args: RenderArgs) -> Result<(), String> {
     } else {
         let path = args.weights.display().to_string();
         let bytes = std::fs::read(&args.weights).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("weights file {path} does not exist; run `featvis fetch-weights` or pass --weights FILE"),
+            std::io::ErrorKind::NotFound => {
+                format!("weights file {path} does not exist; run `featvis fetch-weights` or pass --weights FILE")
+            }
             _ => format!("cannot read weights {path}: {e}"),
         })?;
         let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
@@ -326,7 +331,8 @@ pub fn main(args: RenderArgs) -> Result<(), String> {
             }
         }
         let interrupted = signal.load(Ordering::SeqCst) != 0;
-        if !r.is_finished() && (interrupted || (checkpoint_every > 0 && (report.done % checkpoint_every == 0 || report.snapshot.is_some()))) {
+        if !r.is_finished() && (interrupted || (checkpoint_every > 0 && (report.done % checkpoint_every == 0 || report.snapshot.is_some())))
+        {
             write_checkpoint(&r)?;
         }
         if interrupted && !r.is_finished() {

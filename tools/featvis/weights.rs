@@ -133,7 +133,8 @@ fn convert_hint(path: &str, bytes: &[u8]) -> Option<String> {
         None if by_name => None,
         None => return None,
     };
-    let what = format.map_or_else(|| "not a featvis weights file".to_string(), |f| format!("in the {} format, not a featvis weights file", f.name()));
+    let what = format
+        .map_or_else(|| "not a featvis weights file".to_string(), |f| format!("in the {} format, not a featvis weights file", f.name()));
     let stem = Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
     Some(format!("{path} is {what}; convert it first: featvis convert {path} {stem}.safetensors [--f16]"))
 }

@@ -15,14 +15,29 @@ pub const MAX_DATASET_BYTES: u64 = 1 << 30;
 /// The element types met here.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Datatype {
-    Float { size: usize, big_endian: bool },
-    Int { size: usize, signed: bool, big_endian: bool },
+    Float {
+        size: usize,
+        big_endian: bool,
+    },
+    Int {
+        size: usize,
+        signed: bool,
+        big_endian: bool,
+    },
     /// `pad`: 0 null-terminated, 1 null-padded, 2 space-padded.
-    FixedString { size: usize, pad: u8 },
+    FixedString {
+        size: usize,
+        pad: u8,
+    },
     /// Each element: length (4), global heap collection address, object index (4).
-    VarString { size: usize },
+    VarString {
+        size: usize,
+    },
     /// Any other class (number) and size.
-    Other { class: u8, size: usize },
+    Other {
+        class: u8,
+        size: usize,
+    },
 }
 
 impl Datatype {
@@ -75,10 +90,22 @@ impl Datatype {
             Datatype::FixedString { size, .. } => format!("fixed-length strings of {size} bytes"),
             Datatype::VarString { .. } => "variable-length strings".into(),
             Datatype::Other { class, size } => {
-                let name = ["integer", "float", "time", "string", "bitfield", "opaque", "compound", "reference", "enum", "variable-length", "array"]
-                    .get(class as usize)
-                    .copied()
-                    .unwrap_or("unknown");
+                let name = [
+                    "integer",
+                    "float",
+                    "time",
+                    "string",
+                    "bitfield",
+                    "opaque",
+                    "compound",
+                    "reference",
+                    "enum",
+                    "variable-length",
+                    "array",
+                ]
+                .get(class as usize)
+                .copied()
+                .unwrap_or("unknown");
                 format!("HDF5 datatype class {class} ({name}) of {size} bytes")
             }
         }
@@ -124,9 +151,15 @@ impl Dataspace {
 #[derive(Clone, Debug)]
 enum Layout<'a> {
     Compact(&'a [u8]),
-    Contiguous { addr: u64, size: u64 },
+    Contiguous {
+        addr: u64,
+        size: u64,
+    },
     /// `chunk`: chunk dimensions (without the element size).
-    Chunked { chunk: Vec<u64>, index: ChunkIndex },
+    Chunked {
+        chunk: Vec<u64>,
+        index: ChunkIndex,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -218,9 +251,11 @@ impl<'a> Dataset<'a> {
         if chunk.len() != rank || chunk.contains(&0) {
             return Err(err(format!("chunk dimensions {chunk:?} do not fit the dataset's shape {:?}", self.shape)));
         }
-        let chunk_bytes = chunk.iter().try_fold(es, |a, &d| a.checked_mul(d)).filter(|&b| b <= MAX_DATASET_BYTES).ok_or_else(|| {
-            err(format!("chunks of {chunk:?} elements are larger than the {MAX_DATASET_BYTES}-byte limit"))
-        })?;
+        let chunk_bytes = chunk
+            .iter()
+            .try_fold(es, |a, &d| a.checked_mul(d))
+            .filter(|&b| b <= MAX_DATASET_BYTES)
+            .ok_or_else(|| err(format!("chunks of {chunk:?} elements are larger than the {MAX_DATASET_BYTES}-byte limit")))?;
         // A file cannot hold more than ~1032× its size in deflated data.
         let bound = (self.file.len() as u64).saturating_mul(1100).saturating_add(1 << 20);
         if total > bound {
@@ -274,7 +309,11 @@ impl<'a> Dataset<'a> {
                 let filtered = !self.filters.is_empty();
                 for (i, (a, size, mask)) in fixed_array(f, addr, nchunks, filtered)?.into_iter().enumerate() {
                     if a != UNDEF {
-                        chunks.push(Chunk { offsets: linear_offsets(i as u64), data: f.slice(a, size.unwrap_or(chunk_bytes), "chunk")?, mask });
+                        chunks.push(Chunk {
+                            offsets: linear_offsets(i as u64),
+                            data: f.slice(a, size.unwrap_or(chunk_bytes), "chunk")?,
+                            mask,
+                        });
                     }
                 }
             }
@@ -343,7 +382,8 @@ impl<'a> Dataset<'a> {
         let bytes: &[u8] = match &self.layout {
             Layout::Contiguous { addr, size } if *addr != UNDEF && self.count()? > 0 => {
                 let total = self.count()?.checked_mul(size_of_elem(&self.dtype)).filter(|&t| t <= MAX_DATASET_BYTES && t <= *size);
-                let total = total.ok_or_else(|| err(format!("contiguous dataset of shape {:?} does not fit its {size} stored bytes", self.shape)))?;
+                let total = total
+                    .ok_or_else(|| err(format!("contiguous dataset of shape {:?} does not fit its {size} stored bytes", self.shape)))?;
                 f.slice(*addr, total, "dataset data")?
             }
             _ => {

@@ -133,7 +133,17 @@ impl Heap {
             return Err(err(format!("fractal heap at {addr}: table width {width}, block sizes {start}…{max_direct}")));
         }
         let len_size = (log2(max_direct.min(max_managed)) / 8 + 1) as usize;
-        Ok(Heap { id_len, off_size: max_heap_bits.div_ceil(8), len_size, checksummed: flags & 2 != 0, width, start, max_direct, root, rows })
+        Ok(Heap {
+            id_len,
+            off_size: max_heap_bits.div_ceil(8),
+            len_size,
+            checksummed: flags & 2 != 0,
+            width,
+            start,
+            max_direct,
+            root,
+            rows,
+        })
     }
 
     /// The bytes of the object whose heap ID is `id`.

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use super::data::{Dataset, Datatype, Dataspace};
+use super::data::{Dataset, Dataspace, Datatype};
 use crate::weights::{Result, WeightsError};
 
 pub(crate) fn err(message: impl std::fmt::Display) -> WeightsError {
@@ -34,7 +34,12 @@ impl<'a> Cursor<'a> {
     }
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
-            err(format!("{} is truncated: needs {n} bytes at offset {}, only {} left", self.what, self.pos, self.data.len().saturating_sub(self.pos)))
+            err(format!(
+                "{} is truncated: needs {n} bytes at offset {}, only {} left",
+                self.what,
+                self.pos,
+                self.data.len().saturating_sub(self.pos)
+            ))
         })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
@@ -158,7 +163,7 @@ impl<'a> File<'a> {
                 c.skip(so)?; // free-space info
                 eof = c.uint(so)?;
                 c.skip(so)?; // driver info
-                // Root group symbol table entry: name offset, object header address, …
+                             // Root group symbol table entry: name offset, object header address, …
                 c.skip(so)?;
                 root = c.uint(so)?;
             }
@@ -546,9 +551,10 @@ impl<'a> File<'a> {
         let dtype = Datatype::parse(c.bytes(pad(type_len))?)?;
         let space = Dataspace::parse(self, c.bytes(pad(space_len))?)?;
         let n = space.count()?;
-        let size = n.checked_mul(dtype.size() as u64).filter(|&s| s <= c.left() as u64).ok_or_else(|| {
-            err(format!("attribute \"{name}\": {n} elements of {} bytes do not fit its message", dtype.size()))
-        })?;
+        let size = n
+            .checked_mul(dtype.size() as u64)
+            .filter(|&s| s <= c.left() as u64)
+            .ok_or_else(|| err(format!("attribute \"{name}\": {n} elements of {} bytes do not fit its message", dtype.size())))?;
         let data = c.bytes(size as usize)?;
         Ok(Attribute { name, dtype, space, data })
     }

@@ -45,8 +45,19 @@ pub const VGGFACE_LICENSE: &str = "keras_vggface's VGG16 weights are converted f
 
 /// Keras's VGG16 layer names, in [`CONVS`] order, then the head.
 pub const KERAS_CONVS: [&str; 13] = [
-    "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2", "block3_conv3",
-    "block4_conv1", "block4_conv2", "block4_conv3", "block5_conv1", "block5_conv2", "block5_conv3",
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
 ];
 pub const KERAS_FCS: [&str; 3] = ["fc1", "fc2", "predictions"];
 const OUR_FCS: [&str; 3] = ["fc6", "fc7", "fc8"];

@@ -105,9 +105,7 @@ pub fn parse(bytes: &[u8]) -> Result<Legacy<'_>> {
         let Storage { dtype, key, numel, .. } = &**s;
         match declared.get(key.as_str()) {
             Some(&(d, n)) if d != *dtype || n != *numel => {
-                return Err(err(format!(
-                    "storage `{key}` is declared twice, as {n} elements of {d:?} and as {numel} of {dtype:?}"
-                )))
+                return Err(err(format!("storage `{key}` is declared twice, as {n} elements of {d:?} and as {numel} of {dtype:?}")))
             }
             _ => {
                 declared.insert(key, (*dtype, *numel));
@@ -117,9 +115,8 @@ pub fn parse(bytes: &[u8]) -> Result<Legacy<'_>> {
     let mut storages = HashMap::with_capacity(keys.len());
     let mut p = key_list.end;
     for key in &keys {
-        let &(dtype, numel) = declared
-            .get(&**key)
-            .ok_or_else(|| err(format!("storage `{key}` is in the key list but no tensor refers to it")))?;
+        let &(dtype, numel) =
+            declared.get(&**key).ok_or_else(|| err(format!("storage `{key}` is in the key list but no tensor refers to it")))?;
         let count = bytes
             .get(p..p.saturating_add(8))
             .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))

@@ -289,8 +289,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s = self.p.checked_add(n).and_then(|e| self.b.get(self.p..e)).ok_or_else(|| {
-            WeightsError::Truncated { what: "pickle".into(), needed: self.p as u64 + n as u64, available: self.b.len() as u64 }
+        let s = self.p.checked_add(n).and_then(|e| self.b.get(self.p..e)).ok_or_else(|| WeightsError::Truncated {
+            what: "pickle".into(),
+            needed: self.p as u64 + n as u64,
+            available: self.b.len() as u64,
         })?;
         self.p += n;
         Ok(s)
@@ -605,9 +607,9 @@ fn storage(pid: &Value) -> Result<Storage> {
         other => return Err(err(format!("persistent id is a {} instead of a tuple", other.kind()))),
     };
     match items.as_slice() {
-        [Value::Str(tag), ..] if &**tag == "module" => Err(err(
-            "the file holds a pickled nn.Module (torch.save(model)); save model.state_dict() instead, which needs no code to load",
-        )),
+        [Value::Str(tag), ..] if &**tag == "module" => {
+            Err(err("the file holds a pickled nn.Module (torch.save(model)); save model.state_dict() instead, which needs no code to load"))
+        }
         [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), rest @ ..]
             if &**tag == "storage" && *numel >= 0 && rest.len() <= 1 =>
         {
