@@ -2,6 +2,7 @@
 //! commands and options are declared with clap; its errors are cut to one
 //! line (`featvis: …`) like every other error of the tool.
 
+mod atlas;
 mod bench;
 mod kernels;
 mod render;
@@ -29,6 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Render(Box<render::RenderArgs>),
+    Atlas(Box<atlas::AtlasArgs>),
     Bench(bench::BenchArgs),
     /// Print the GPU adapter, its limits and the conv schedule chosen for it.
     Adapter,
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Render(a) => render::main(*a),
+        Command::Atlas(a) => atlas::main(*a),
         Command::Bench(a) => bench::main(a),
         Command::Adapter => adapter(),
         Command::Tune(a) => kernels::tune_main(a),

@@ -115,11 +115,11 @@ pub struct RenderArgs {
     resume: Option<String>,
 }
 
-fn steps(s: &str) -> Result<u32, String> {
+pub(crate) fn steps(s: &str) -> Result<u32, String> {
     s.parse().map_err(|_| "a whole number of steps".to_string())
 }
 
-fn positive(s: &str) -> Result<f32, String> {
+pub(crate) fn positive(s: &str) -> Result<f32, String> {
     s.parse().map_err(|_| "a positive number".to_string())
 }
 
@@ -180,7 +180,7 @@ impl Bar {
 }
 
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| {

@@ -1,0 +1,352 @@
+//! `featvis atlas`: every channel of the chosen layers, written as PNGs with
+//! their snapshots and JSON records, in shards that separate processes (or
+//! machines) render independently, resumably.
+//!
+//! The unit of work is a *group*: up to `--batch` consecutive channels of
+//! one layer (channels 0–15, 16–31, …), rendered as one batch with the
+//! atlas's seed. Groups do not depend on the sharding or on what was
+//! rendered before, so every channel's picture is the same however the
+//! atlas is split or resumed, and its record holds the request that
+//! renders it again (`featvis render` or the page). Shard I of N takes the
+//! groups whose index is I−1 modulo N.
+//!
+//! DIR/atlas.json holds the settings and the weights' sha256: a run whose
+//! settings differ is refused. A channel is done when DIR/LAYER/C.json
+//! exists (written last, atomically); a run skips done groups.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use featvis::job::JobSpec;
+use featvis::model::{Vgg16, Vgg16Weights, CONVS};
+use featvis::render::Render;
+use featvis::weights::Preprocessing;
+use featvis::Gpu;
+use serde::{Deserialize, Serialize};
+
+use crate::render::{positive, steps, write_atomic};
+use crate::whole;
+
+/// Render every channel of the chosen layers into an atlas folder, in shards, resumably.
+#[derive(Args)]
+pub struct AtlasArgs {
+    /// Weights file (featvis safetensors).
+    #[arg(long, value_name = "FILE", default_value = "www/weights/vgg16-imagenet.safetensors")]
+    weights: PathBuf,
+    /// Random weights instead of a file (for tests).
+    #[arg(long)]
+    random_weights: bool,
+    /// Comma list of conv layers, or `all` (the 13 conv layers).
+    #[arg(long, default_value = "all")]
+    layers: String,
+    /// Image side in pixels.
+    #[arg(long, value_name = "PX", default_value = "128", value_parser = whole)]
+    size: usize,
+    /// Adam steps [default: 512, or the preset's].
+    #[arg(long, value_parser = steps)]
+    steps: Option<u32>,
+    /// distill (2560 steps, Distill transforms) or lucid (512 steps, Lucid's transforms).
+    #[arg(long, value_parser = ["distill", "lucid"])]
+    preset: Option<String>,
+    /// Random transforms each step [default: distill].
+    #[arg(long, value_parser = ["distill", "lucid", "none"])]
+    transforms: Option<String>,
+    /// Parameterization [default: fft].
+    #[arg(long, value_parser = ["fft", "pixel"])]
+    param: Option<String>,
+    /// Adam's learning rate [default: 0.05].
+    #[arg(long, value_parser = positive)]
+    lr: Option<f32>,
+    /// Seed of every group's initial images and transforms.
+    #[arg(long, default_value = "1", value_parser = whole)]
+    seed: usize,
+    /// Channels per group (one GPU batch).
+    #[arg(long, default_value = "16", value_parser = whole)]
+    batch: usize,
+    /// The atlas folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// This process's part: I/N takes groups I-1, I-1+N, … (1 ≤ I ≤ N).
+    #[arg(long, value_name = "I/N", default_value = "1/1")]
+    shard: String,
+    /// One JSON summary on stdout at the end.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// What DIR/atlas.json records: a run with other settings is refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AtlasSettings {
+    pub format: String,
+    pub version: u32,
+    pub weights_sha256: String,
+    pub size: usize,
+    pub steps: u32,
+    pub transforms: String,
+    pub param: String,
+    pub lr: f32,
+    pub seed: u64,
+    pub batch: usize,
+    pub snapshots: Vec<u32>,
+}
+
+/// One channel's record, DIR/LAYER/C.json.
+#[derive(Serialize, Deserialize)]
+struct ChannelRecord {
+    layer: String,
+    channel: usize,
+    initial_activation: f32,
+    final_activation: f32,
+    ms_per_step: f64,
+    /// The PNGs: final, then each snapshot's.
+    files: Vec<String>,
+    /// The request that renders this channel again (`featvis render` or the
+    /// page): its group, as a batch; the channel is image `index` of it.
+    request: JobSpec,
+    index: usize,
+}
+
+/// One shard's record, DIR/shards/I-of-N.json, rewritten after every group.
+#[derive(Serialize)]
+struct ShardRecord<'a> {
+    shard: String,
+    adapter: String,
+    settings: &'a AtlasSettings,
+    groups: usize,
+    groups_done: usize,
+    channels_rendered: usize,
+    channels_skipped: usize,
+    channels: Vec<(String, usize, f32, f32)>,
+    ms_per_step: f64,
+}
+
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard expects I/N with 1 ≤ I ≤ N, e.g. 2/8 — got `{text}`");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+fn layers(text: &str) -> Result<Vec<(&'static str, usize)>, String> {
+    if text.trim() == "all" {
+        return Ok(CONVS.iter().map(|c| (c.0, c.2)).collect());
+    }
+    text.split(',')
+        .map(|name| {
+            let name = name.trim();
+            CONVS
+                .iter()
+                .find(|c| c.0 == name)
+                .map(|c| (c.0, c.2))
+                .ok_or_else(|| format!("unknown layer `{name}` for an atlas; use conv layers ({}) or `all`", CONVS.map(|c| c.0).join(", ")))
+        })
+        .collect()
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+pub fn main(a: AtlasArgs) -> Result<(), String> {
+    let (shard_i, shard_n) = parse_shard(&a.shard)?;
+    let layers = layers(&a.layers)?;
+    if a.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    // Groups of the whole atlas, in order; this shard's are every N-th.
+    let mut groups: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    for &(layer, channels) in &layers {
+        for start in (0..channels).step_by(a.batch) {
+            groups.push((layer, start..(start + a.batch).min(channels)));
+        }
+    }
+    let mine: Vec<&(&str, std::ops::Range<usize>)> =
+        groups.iter().enumerate().filter(|(k, _)| k % shard_n == shard_i - 1).map(|(_, g)| g).collect();
+
+    let request_of = |layer: &str, range: &std::ops::Range<usize>| JobSpec {
+        layer: Some(layer.to_string()),
+        channels: Some(format!("{}-{}", range.start, range.end - 1)),
+        batch: Some(a.batch),
+        size: Some(a.size),
+        steps: a.steps,
+        preset: a.preset.clone(),
+        transforms: a.transforms.clone(),
+        param: a.param.clone(),
+        lr: a.lr,
+        seed: Some(a.seed as u64),
+        snapshots: Some("lucid".into()),
+        ..Default::default()
+    };
+    let probe = request_of(layers[0].0, &(0..1)).build(None).map_err(|e| e.to_string())?.job;
+
+    let (weights, preprocess, weights_sha) = if a.random_weights {
+        (Vgg16Weights::random(1, None), Preprocessing::keras(), "random weights, seed 1".to_string())
+    } else {
+        let path = a.weights.display().to_string();
+        let bytes = std::fs::read(&a.weights).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("weights file {path} does not exist; run `featvis fetch-weights` or pass --weights FILE")
+            }
+            _ => format!("cannot read weights {path}: {e}"),
+        })?;
+        let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
+        (f.weights, f.preprocessing, featvis::checkpoint::sha256_hex(&bytes))
+    };
+    let settings = AtlasSettings {
+        format: "featvis-atlas".into(),
+        version: 1,
+        weights_sha256: weights_sha,
+        size: a.size,
+        steps: probe.steps,
+        transforms: probe.transforms.name().into(),
+        param: probe.param.name().into(),
+        lr: probe.adam.lr,
+        seed: probe.seed,
+        batch: a.batch,
+        snapshots: probe.snapshots.clone(),
+    };
+
+    // The folder's settings: recorded by the first run, the same for every later one.
+    std::fs::create_dir_all(a.out.join("shards")).map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    let settings_path = a.out.join("atlas.json");
+    match std::fs::read(&settings_path) {
+        Ok(bytes) => {
+            let there: AtlasSettings =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a featvis atlas record: {e}", settings_path.display()))?;
+            if there != settings {
+                let (x, y) = (serde_json::to_value(&there).unwrap_or_default(), serde_json::to_value(&settings).unwrap_or_default());
+                let key = x.as_object().and_then(|o| o.iter().find(|(k, v)| y.get(k.as_str()) != Some(*v)).map(|(k, _)| k.clone()));
+                let key = key.unwrap_or_else(|| "settings".into());
+                return Err(format!(
+                    "{} holds an atlas with {key} {} but this run has {}; use another --out or the same settings",
+                    a.out.display(),
+                    x.get(&key).map(|v| v.to_string()).unwrap_or_default(),
+                    y.get(&key).map(|v| v.to_string()).unwrap_or_default()
+                ));
+            }
+        }
+        Err(_) => write_atomic(&settings_path, serde_json::to_string_pretty(&settings).unwrap_or_default().as_bytes())?,
+    }
+
+    let done = |layer: &str, c: usize| a.out.join(layer).join(format!("{c}.json")).exists();
+    let total_channels: usize = mine.iter().map(|g| g.1.len()).sum();
+    let todo: Vec<_> = mine.iter().filter(|g| g.1.clone().any(|c| !done(g.0, c))).collect();
+    let skipped = total_channels - todo.iter().map(|g| g.1.len()).sum::<usize>();
+    let quiet = a.quiet;
+    if !quiet {
+        eprintln!(
+            "atlas {}: shard {shard_i}/{shard_n}: {} groups, {total_channels} channels ({skipped} done already)",
+            a.out.display(),
+            mine.len()
+        );
+    }
+
+    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut rendered = 0usize;
+    let mut channels = Vec::new();
+    let mut step_ms = Vec::new();
+    let shard_path = a.out.join("shards").join(format!("{shard_i}-of-{shard_n}.json"));
+    for (k, group) in todo.iter().enumerate() {
+        let (layer, range) = (group.0, &group.1);
+        let request = request_of(layer, range);
+        let job = request.build(None).map_err(|e| e.to_string())?.job;
+        let mut r = Render::new(&gpu, &model, &preprocess, &job).map_err(|e| e.to_string())?;
+        while !r.is_finished() {
+            pollster::block_on(r.step(&gpu, &model)).map_err(|e| e.to_string())?;
+        }
+        let out = r.output();
+        let dir = a.out.join(layer);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let (h, w) = (job.height, job.width);
+        let png = |img: &[f32]| {
+            let (gw, gh, rgb) = featvis::png::grid(&[img.to_vec()], h, w, 1, 0);
+            featvis::png::encode_rgb(gw, gh, &rgb)
+        };
+        for (i, img) in out.images.iter().enumerate() {
+            let c = range.start + i;
+            let mut files = vec![format!("{c}.png")];
+            write_atomic(&dir.join(&files[0]), &png(&img.pixels))?;
+            for snap in &out.snapshots {
+                if snap.step != job.steps {
+                    let name = format!("{c}-{}.png", snap.step);
+                    write_atomic(&dir.join(&name), &png(&snap.images[i]))?;
+                    files.push(name);
+                }
+            }
+            let rec = ChannelRecord {
+                layer: layer.to_string(),
+                channel: c,
+                initial_activation: img.initial,
+                final_activation: img.last,
+                ms_per_step: out.ms_per_step,
+                files,
+                request: request.clone(),
+                index: i,
+            };
+            // The record last: its existence marks the channel done.
+            write_atomic(&dir.join(format!("{c}.json")), serde_json::to_string_pretty(&rec).unwrap_or_default().as_bytes())?;
+            channels.push((layer.to_string(), c, img.initial, img.last));
+        }
+        rendered += range.len();
+        step_ms.push(out.ms_per_step);
+        let ms_per_step = step_ms.iter().sum::<f64>() / step_ms.len() as f64;
+        let record = ShardRecord {
+            shard: format!("{shard_i}/{shard_n}"),
+            adapter: gpu.adapter.to_string(),
+            settings: &settings,
+            groups: mine.len(),
+            groups_done: mine.len() - todo.len() + k + 1,
+            channels_rendered: rendered,
+            channels_skipped: skipped,
+            channels: channels.clone(),
+            ms_per_step,
+        };
+        write_atomic(&shard_path, serde_json::to_string_pretty(&record).unwrap_or_default().as_bytes())?;
+        if !quiet {
+            let secs = start.elapsed().as_secs_f64();
+            let left = secs / (k + 1) as f64 * (todo.len() - k - 1) as f64;
+            let line = format!(
+                "{layer} {}–{}: done; {} of {total_channels} channels, {:.1} ms per step, time left {}",
+                range.start,
+                range.end - 1,
+                skipped + rendered,
+                out.ms_per_step,
+                fmt_secs(left)
+            );
+            if tty {
+                eprintln!("\r{line}")
+            } else {
+                eprintln!("{line}")
+            }
+        }
+    }
+    if a.json {
+        let summary = serde_json::json!({
+            "out": a.out.display().to_string(),
+            "shard": format!("{shard_i}/{shard_n}"),
+            "adapter": gpu.adapter.to_string(),
+            "channels": total_channels,
+            "rendered": rendered,
+            "skipped": skipped,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}
