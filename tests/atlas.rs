@@ -89,6 +89,28 @@ fn shards_split_resume_and_agree_with_one_process() {
         (rec["request"]["layer"].as_str(), rec["request"]["channels"].as_str(), rec["index"].as_u64()),
         (Some("conv2_1"), Some("32-47"), Some(8))
     );
+    // The static site: every link and picture it names exists.
+    let o = Command::new(env!("CARGO_BIN_EXE_featvis")).arg("atlas-index").arg(&whole).env("WGPU_BACKEND", "vulkan").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut pages = vec![whole.join("index.html")];
+    for layer in ["conv1_1", "conv2_1"] {
+        pages.push(whole.join(layer).join("index.html"));
+    }
+    pages.push(whole.join("conv2_1/127.html"));
+    for p in &pages {
+        let html = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let mut links = 0;
+        for attr in ["href=\"", "src=\""] {
+            for part in html.split(attr).skip(1) {
+                let target = &part[..part.find('"').unwrap()];
+                assert!(p.parent().unwrap().join(target).exists(), "{} links to missing {target}", p.display());
+                links += 1;
+            }
+        }
+        assert!(links >= 3, "{}: {links} links", p.display());
+    }
+    let grid = std::fs::read_to_string(whole.join("conv2_1/index.html")).unwrap();
+    assert_eq!(grid.matches("class=\"tile\"").count(), 128);
     let _ = std::fs::remove_dir_all(&whole);
 
     // Other settings in the same folder: refused, nothing written.

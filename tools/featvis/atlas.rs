@@ -350,3 +350,133 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Write the atlas's static site: DIR/index.html (the layers), one grid page
+/// per layer (every channel with its activation), one page per channel
+/// (its snapshots). Plain HTML with relative links and the page's CSS
+/// copied beside it: it works from file:// and from any static host.
+#[derive(Args)]
+pub struct IndexArgs {
+    /// The atlas folder (written by `featvis atlas`).
+    dir: PathBuf,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn page(title: &str, css: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body class=\"atlas\">\n<main>\n{body}\n</main>\n</body>\n</html>\n",
+        esc(title)
+    )
+}
+
+pub fn index_main(a: IndexArgs) -> Result<(), String> {
+    let dir = &a.dir;
+    let settings: AtlasSettings = serde_json::from_slice(
+        &std::fs::read(dir.join("atlas.json")).map_err(|e| format!("{} is not an atlas folder (no atlas.json: {e})", dir.display()))?,
+    )
+    .map_err(|e| format!("{}/atlas.json: {e}", dir.display()))?;
+    write_atomic(&dir.join("atlas.css"), ATLAS_CSS.as_bytes())?;
+    let about = format!(
+        "{} px, {} steps, {} transforms, {} parameterization, lr {}, seed {}; weights sha256 {}…",
+        settings.size,
+        settings.steps,
+        settings.transforms,
+        settings.param,
+        settings.lr,
+        settings.seed,
+        settings.weights_sha256.get(..16).unwrap_or(&settings.weights_sha256)
+    );
+    let mut layer_rows = String::new();
+    let mut pages = 0usize;
+    for &(layer, channels) in CONVS.iter().map(|c| (c.0, c.2)).collect::<Vec<_>>().iter() {
+        let ldir = dir.join(layer);
+        let mut recs: Vec<ChannelRecord> = Vec::new();
+        for c in 0..channels {
+            if let Ok(bytes) = std::fs::read(ldir.join(format!("{c}.json"))) {
+                recs.push(serde_json::from_slice(&bytes).map_err(|e| format!("{layer}/{c}.json: {e}"))?);
+            }
+        }
+        if recs.is_empty() {
+            continue;
+        }
+        let mut tiles = String::new();
+        for (k, r) in recs.iter().enumerate() {
+            tiles.push_str(&format!(
+                "<a class=\"tile\" href=\"{c}.html\"><img src=\"{c}.png\" alt=\"{layer} channel {c}\" width=\"{s}\" height=\"{s}\" loading=\"lazy\">\
+                 <span>{c} · {act:.0}</span></a>\n",
+                c = r.channel,
+                s = settings.size,
+                act = r.final_activation
+            ));
+            let prev =
+                if k > 0 { format!("<a href=\"{}.html\">← {}</a>", recs[k - 1].channel, recs[k - 1].channel) } else { String::new() };
+            let next = recs.get(k + 1).map(|n| format!("<a href=\"{}.html\">{} →</a>", n.channel, n.channel)).unwrap_or_default();
+            // The snapshots in step order, the final image last.
+            let mut files: Vec<(u32, &String)> = r
+                .files
+                .iter()
+                .map(|f| (f.trim_end_matches(".png").rsplit_once('-').and_then(|(_, s)| s.parse().ok()).unwrap_or(settings.steps), f))
+                .collect();
+            files.sort();
+            let snaps: String = files
+                .iter()
+                .map(|(step, f)| {
+                    format!("<figure><img src=\"{f}\" alt=\"step {step}\" width=\"{s}\" height=\"{s}\"><figcaption>step {step}</figcaption></figure>", s = settings.size)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let request = serde_json::to_string(&r.request).unwrap_or_default();
+            let body = format!(
+                "<nav><a href=\"../index.html\">atlas</a> / <a href=\"index.html\">{layer}</a> / channel {c} {prev} {next}</nav>\n\
+                 <h1>{layer}, channel {c}</h1>\n<div class=\"snapshots\">{snaps}</div>\n\
+                 <p>Mean activation {ini:.2} → {fin:.2}; {ms:.1} ms per step.</p>\n\
+                 <p class=\"note\">Rendered as image {idx} of the batch <code>{req}</code>.</p>\n",
+                c = r.channel,
+                ini = r.initial_activation,
+                fin = r.final_activation,
+                ms = r.ms_per_step,
+                idx = r.index,
+                req = esc(&request)
+            );
+            write_atomic(
+                &ldir.join(format!("{}.html", r.channel)),
+                page(&format!("{layer} channel {}", r.channel), "../atlas.css", &body).as_bytes(),
+            )?;
+            pages += 1;
+        }
+        let body = format!(
+            "<nav><a href=\"../index.html\">atlas</a> / {layer}</nav>\n<h1>{layer}</h1>\n<p class=\"note\">{n} of {channels} channels · {about}</p>\n<div class=\"grid\">\n{tiles}</div>\n",
+            n = recs.len(),
+            about = esc(&about)
+        );
+        write_atomic(&ldir.join("index.html"), page(layer, "../atlas.css", &body).as_bytes())?;
+        layer_rows.push_str(&format!(
+            "<li><a href=\"{layer}/index.html\"><img src=\"{layer}/{c}.png\" alt=\"\" width=\"64\" height=\"64\"> {layer}</a> — {n} of {channels} channels</li>\n",
+            c = recs[0].channel,
+            n = recs.len()
+        ));
+    }
+    let body = format!("<h1>VGG16 atlas</h1>\n<p class=\"note\">{}</p>\n<ul class=\"layers\">\n{layer_rows}</ul>\n", esc(&about));
+    write_atomic(&dir.join("index.html"), page("VGG16 atlas", "atlas.css", &body).as_bytes())?;
+    eprintln!("wrote {}/index.html and {pages} channel pages", dir.display());
+    Ok(())
+}
+
+const ATLAS_CSS: &str = "\
+body.atlas { margin: 0; font: 15px/1.5 system-ui, sans-serif; color: #1d1d1f; background: #fbfbfa; }
+main { max-width: 1100px; margin: 0 auto; padding: 16px 20px; }
+nav { color: #666; font-size: 14px; } nav a { margin-right: 6px; }
+.note { color: #666; font-size: 14px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 8px; }
+.tile { display: flex; flex-direction: column; color: inherit; text-decoration: none; font-size: 12px; }
+.tile img, .snapshots img, .layers img { width: 100%; height: auto; image-rendering: pixelated; border-radius: 3px; }
+.layers { list-style: none; padding: 0; } .layers li { display: flex; align-items: center; gap: 10px; margin: 6px 0; }
+.layers img { width: 64px; }
+.snapshots { display: flex; flex-wrap: wrap; gap: 10px; } .snapshots figure { margin: 0; width: 160px; }
+figcaption { font-size: 12px; color: #666; }
+code { font-size: 12px; word-break: break-all; }
+";

@@ -31,6 +31,7 @@ struct Cli {
 enum Command {
     Render(Box<render::RenderArgs>),
     Atlas(Box<atlas::AtlasArgs>),
+    AtlasIndex(atlas::IndexArgs),
     Bench(bench::BenchArgs),
     /// Print the GPU adapter, its limits and the conv schedule chosen for it.
     Adapter,
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(a) => render::main(*a),
         Command::Atlas(a) => atlas::main(*a),
+        Command::AtlasIndex(a) => atlas::index_main(a),
         Command::Bench(a) => bench::main(a),
         Command::Adapter => adapter(),
         Command::Tune(a) => kernels::tune_main(a),
