@@ -77,9 +77,7 @@ fn checksum(request: &str, weights: &str, state: &str, tensors: &[(String, &[f32
 }
 
 /// SHA-256 of `bytes` in hex (what `weights_sha256` holds).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::weights::sha256_hex;
 
 impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
