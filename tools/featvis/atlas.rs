@@ -26,7 +26,7 @@ use featvis::weights::Preprocessing;
 use featvis::Gpu;
 use serde::{Deserialize, Serialize};
 
-use crate::render::{positive, steps, write_atomic};
+use crate::render::{write_atomic, Optimization};
 use crate::whole;
 
 /// Render every channel of the chosen layers into an atlas folder, in shards, resumably.
@@ -44,21 +44,8 @@ pub struct AtlasArgs {
     /// Image side in pixels.
     #[arg(long, value_name = "PX", default_value = "128", value_parser = whole)]
     size: usize,
-    /// Adam steps [default: 512, or the preset's].
-    #[arg(long, value_parser = steps)]
-    steps: Option<u32>,
-    /// distill (2560 steps, Distill transforms) or lucid (512 steps, Lucid's transforms).
-    #[arg(long, value_parser = ["distill", "lucid"])]
-    preset: Option<String>,
-    /// Random transforms each step [default: distill].
-    #[arg(long, value_parser = ["distill", "lucid", "none"])]
-    transforms: Option<String>,
-    /// Parameterization [default: fft].
-    #[arg(long, value_parser = ["fft", "pixel"])]
-    param: Option<String>,
-    /// Adam's learning rate [default: 0.05].
-    #[arg(long, value_parser = positive)]
-    lr: Option<f32>,
+    #[command(flatten)]
+    optimization: Optimization,
     /// Seed of every group's initial images and transforms.
     #[arg(long, default_value = "1", value_parser = whole)]
     seed: usize,
@@ -176,19 +163,16 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
     let mine: Vec<&(&str, std::ops::Range<usize>)> =
         groups.iter().enumerate().filter(|(k, _)| k % shard_n == shard_i - 1).map(|(_, g)| g).collect();
 
-    let request_of = |layer: &str, range: &std::ops::Range<usize>| JobSpec {
-        layer: Some(layer.to_string()),
-        channels: Some(format!("{}-{}", range.start, range.end - 1)),
-        batch: Some(a.batch),
-        size: Some(a.size),
-        steps: a.steps,
-        preset: a.preset.clone(),
-        transforms: a.transforms.clone(),
-        param: a.param.clone(),
-        lr: a.lr,
-        seed: Some(a.seed as u64),
-        snapshots: Some("lucid".into()),
-        ..Default::default()
+    let request_of = |layer: &str, range: &std::ops::Range<usize>| {
+        a.optimization.apply_to(JobSpec {
+            layer: Some(layer.to_string()),
+            channels: Some(format!("{}-{}", range.start, range.end - 1)),
+            batch: Some(a.batch),
+            size: Some(a.size),
+            seed: Some(a.seed as u64),
+            snapshots: Some("lucid".into()),
+            ..Default::default()
+        })
     };
     let probe = request_of(layers[0].0, &(0..1)).build(None).map_err(|e| e.to_string())?.job;
 

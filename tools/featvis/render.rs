@@ -60,22 +60,8 @@ pub struct RenderArgs {
     /// Image side in pixels [default: 128].
     #[arg(long, value_name = "PX", value_parser = whole)]
     size: Option<usize>,
-    /// Adam steps [default: 512, or the preset's].
-    #[arg(long, value_parser = steps)]
-    steps: Option<u32>,
-    /// distill: 2560 steps, Distill transforms, lr 0.05; lucid: 512 steps,
-    /// Lucid's standard transforms, lr 0.05. Explicit options override it.
-    #[arg(long, value_parser = ["distill", "lucid"])]
-    preset: Option<String>,
-    /// Random transforms each step [default: distill].
-    #[arg(long, value_parser = ["distill", "lucid", "none"])]
-    transforms: Option<String>,
-    /// Parameterization: Fourier with decorrelated colour, or pixels [default: fft].
-    #[arg(long, value_parser = ["fft", "pixel"])]
-    param: Option<String>,
-    /// Adam's learning rate [default: 0.05].
-    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
-    lr: Option<f32>,
+    #[command(flatten)]
+    optimization: Optimization,
     /// Seed of the initial image and the transforms [default: 1].
     #[arg(long, value_parser = whole)]
     seed: Option<usize>,
@@ -115,11 +101,47 @@ pub struct RenderArgs {
     resume: Option<String>,
 }
 
-pub(crate) fn steps(s: &str) -> Result<u32, String> {
+/// How the images are optimized: the options `featvis render` and
+/// `featvis atlas` share.
+#[derive(Args)]
+pub struct Optimization {
+    /// Adam steps [default: 512, or the preset's].
+    #[arg(long, value_parser = steps)]
+    pub(crate) steps: Option<u32>,
+    /// distill: 2560 steps, Distill transforms, lr 0.05; lucid: 512 steps,
+    /// Lucid's standard transforms, lr 0.05. Explicit options override it.
+    #[arg(long, value_parser = ["distill", "lucid"])]
+    pub(crate) preset: Option<String>,
+    /// Random transforms each step [default: distill].
+    #[arg(long, value_parser = ["distill", "lucid", "none"])]
+    pub(crate) transforms: Option<String>,
+    /// Parameterization: Fourier with decorrelated colour, or pixels [default: fft].
+    #[arg(long, value_parser = ["fft", "pixel"])]
+    pub(crate) param: Option<String>,
+    /// Adam's learning rate [default: 0.05].
+    #[arg(long, value_parser = positive, allow_hyphen_values = true)]
+    pub(crate) lr: Option<f32>,
+}
+
+impl Optimization {
+    /// `spec` with these options in it.
+    pub(crate) fn apply_to(&self, spec: JobSpec) -> JobSpec {
+        JobSpec {
+            steps: self.steps,
+            preset: self.preset.clone(),
+            transforms: self.transforms.clone(),
+            param: self.param.clone(),
+            lr: self.lr,
+            ..spec
+        }
+    }
+}
+
+fn steps(s: &str) -> Result<u32, String> {
     s.parse().map_err(|_| "a whole number of steps".to_string())
 }
 
-pub(crate) fn positive(s: &str) -> Result<f32, String> {
+fn positive(s: &str) -> Result<f32, String> {
     s.parse().map_err(|_| "a positive number".to_string())
 }
 
@@ -209,22 +231,17 @@ fn check_writable(path: &Path) -> Result<(), String> {
 pub fn main(args: RenderArgs) -> Result<(), String> {
     // The request in the same terms the page sends (crate/job.rs): one set
     // of defaults, presets and messages for both.
-    let spec = JobSpec {
+    let spec = args.optimization.apply_to(JobSpec {
         layer: args.layer.clone(),
         channels: args.channels.clone(),
         objective: args.objective.clone(),
         batch: args.batch,
         size: args.size,
-        steps: args.steps,
-        preset: args.preset.clone(),
-        transforms: args.transforms.clone(),
-        param: args.param.clone(),
-        lr: args.lr,
         seed: args.seed.map(|s| s as u64),
         redirect: Some(!args.no_redirect),
         snapshots: args.snapshots.clone(),
-        preview_every: None,
-    };
+        ..JobSpec::default()
+    });
     // --resume FILE: the checkpoint's request, unless the command line gives
     // one (then it must be the same).
     let resume = match &args.resume {
