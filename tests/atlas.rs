@@ -8,10 +8,18 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `featvis atlas` on random weights at 8 px; conv1_1 and conv2_1 and 3 steps unless `extra` says otherwise.
 fn atlas(dir: &Path, extra: &[&str]) -> Output {
+    let mut defaults = vec![];
+    for (key, value) in [("--layers", "conv1_1,conv2_1"), ("--steps", "3")] {
+        if !extra.contains(&key) {
+            defaults.extend([key, value]);
+        }
+    }
     Command::new(env!("CARGO_BIN_EXE_featvis"))
-        .args(["atlas", "--random-weights", "--layers", "conv1_1,conv2_1", "--size", "8", "--steps", "3", "--quiet", "--json", "--out"])
+        .args(["atlas", "--random-weights", "--size", "8", "--quiet", "--json", "--out"])
         .arg(dir)
+        .args(defaults)
         .args(extra)
         .env("WGPU_BACKEND", "vulkan")
         .output()
@@ -59,7 +67,10 @@ fn shards_split_resume_and_agree_with_one_process() {
     }
     assert_eq!(seen.len(), 64 + 128);
     let all = files(&split);
-    assert_eq!(all.iter().filter(|f| f.ends_with(".json")).count(), 192);
+    assert_eq!(all.iter().filter(|f| f.ends_with(".json") && !f.ends_with("index.json")).count(), 192);
+    // The last shard found every group done and wrote the site.
+    assert!(c["site"].is_string() && split.join("index.html").exists() && split.join("atlas-index.json").exists(), "{c}");
+    assert!(a["site"].is_null(), "{a}");
     assert!(all.iter().all(|f| !f.ends_with(".tmp")), "temporary files left");
 
     // Again: everything is done already.
@@ -122,4 +133,123 @@ fn shards_split_resume_and_agree_with_one_process() {
     let o = atlas(&split, &["--shard", "4/3"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--shard expects I/N"));
     let _ = std::fs::remove_dir_all(&split);
+}
+
+fn records(dir: &Path, layer: &str) -> BTreeSet<u64> {
+    std::fs::read_dir(dir.join(layer))
+        .map(|rd| {
+            rd.filter_map(|e| {
+                let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".json")?.parse().ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A real SIGKILL in the middle of a run; the run started again renders only
+/// what was not done, and every picture equals an uninterrupted run's.
+#[test]
+fn killed_run_resumes_to_the_same_pictures() {
+    let args = ["--layers", "conv1_1", "--channels", "0-23", "--batch", "4", "--steps", "24"];
+    let whole = tmpdir("kill-whole");
+    assert_eq!(ok(&atlas(&whole, &args))["rendered"], 24);
+
+    let dir = tmpdir("kill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_featvis"))
+        .args(["atlas", "--random-weights", "--size", "8", "--quiet", "--out"])
+        .arg(&dir)
+        .args(args)
+        .env("WGPU_BACKEND", "vulkan")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some groups are done and some are not.
+    let t0 = std::time::Instant::now();
+    while records(&dir, "conv1_1").len() < 4 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(t0.elapsed().as_secs() < 300, "no channel done in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done = records(&dir, "conv1_1");
+    assert!(done.len() < 24, "the run finished before the kill: make it longer");
+    // Records are written last: every recorded channel has its picture.
+    for c in &done {
+        assert!(dir.join(format!("conv1_1/{c}.png")).exists(), "record {c} without its PNG");
+    }
+
+    let again = ok(&atlas(&dir, &args));
+    let (rendered, skipped) = (again["rendered"].as_u64().unwrap(), again["skipped"].as_u64().unwrap());
+    assert_eq!(rendered + skipped, 24, "{again}");
+    // Whole groups of 4 that were done are skipped; nothing done is rendered twice.
+    assert!(skipped as usize >= done.len() / 4 * 4 && skipped > 0, "{again} after {} records", done.len());
+    assert_eq!(records(&dir, "conv1_1").len(), 24);
+    for c in 0..24 {
+        let f = format!("conv1_1/{c}.png");
+        assert!(std::fs::read(dir.join(&f)).unwrap() == std::fs::read(whole.join(&f)).unwrap(), "{f} differs after the resume");
+    }
+    assert!(!files(&dir).iter().any(|f| f.ends_with(".tmp")), "temporary files left");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&whole);
+}
+
+/// Other weights into the same folder are refused and change nothing; a
+/// channel out of range is refused before any work.
+#[test]
+fn other_weights_and_bad_channels_are_refused() {
+    let dir = tmpdir("weights");
+    ok(&atlas(&dir, &["--layers", "conv1_1", "--channels", "0-1", "--batch", "2"]));
+    let listing = files(&dir);
+    let settings = std::fs::read(dir.join("atlas.json")).unwrap();
+    // A weights file (not the random weights the folder was made with).
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/weights/vgg16-imagenet-f16.safetensors");
+    if weights.exists() {
+        let o = Command::new(env!("CARGO_BIN_EXE_featvis"))
+            .args([
+                "atlas",
+                "--layers",
+                "conv1_1",
+                "--channels",
+                "0-1",
+                "--batch",
+                "2",
+                "--size",
+                "8",
+                "--steps",
+                "3",
+                "--quiet",
+                "--weights",
+            ])
+            .arg(&weights)
+            .arg("--out")
+            .arg(&dir)
+            .env("WGPU_BACKEND", "vulkan")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("holds an atlas with weights_sha256 \"random weights, seed 1\" but this run has \""),
+            "{err}"
+        );
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{} is missing: tools/test fetches it (featvis fetch-weights)", weights.display());
+    } else {
+        eprintln!("skipping the other-weights case: {} is missing (run `featvis fetch-weights`)", weights.display());
+    }
+    // Other channels: other groups, so other pictures: refused too.
+    let o = atlas(&dir, &["--layers", "conv1_1", "--channels", "0-3", "--batch", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("holds an atlas with channels \"0-1\" but this run has \"0-3\""), "{err}");
+    assert_eq!(files(&dir), listing);
+    assert!(std::fs::read(dir.join("atlas.json")).unwrap() == settings);
+
+    let fresh = tmpdir("range");
+    let o = atlas(&fresh, &["--layers", "conv1_1", "--channels", "60-70"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("channel 64 is out of range for conv1_1, which has 64 channels (0-63)"), "{err}");
+    assert!(!fresh.join("atlas.json").exists(), "a refused run wrote its settings");
+    let _ = std::fs::remove_dir_all(&dir);
 }

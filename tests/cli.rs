@@ -260,7 +260,7 @@ fn help_after_a_command() {
 /// serde_json parses, with the keys the README lists.
 #[test]
 fn bench_json_parses() {
-    let o = featvis(&["bench", "--size", "16", "--layers", "conv1_1,conv2_2", "--min-time", "0", "--split-layer", "conv1_2", "--json"]);
+    let o = featvis(&["bench", "--size", "16", "--layers", "conv1_1,conv2_2", "--min-time", "0.05", "--split-layer", "conv1_2", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
     assert_eq!(text.trim_end().lines().count(), 1, "{text}");
@@ -276,5 +276,7 @@ fn bench_json_parses() {
     }
     assert!(v["step_ms"].as_f64().is_some_and(|x| x > 0.0) && v["step_gflops"].as_f64().is_some(), "{v}");
     assert_eq!(v["split"]["layer"], "conv1_2");
-    assert!(v["split"]["image_share"].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)), "{v}");
+    // The image side is a part of the step: with the fastest of many runs
+    // (2 ms each at this size) it cannot come out slower than the whole.
+    assert!(v["split"]["image_share"].as_f64().is_some_and(|x| x > 0.0 && x <= 1.0), "{v}");
 }

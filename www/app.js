@@ -7,6 +7,8 @@
 // weights, weightsError, error, result (the CLI's --json object), progress
 // (the last step), stepMs, stopMs, firstPreviewMs, engine and bench().
 
+import { atlasView } from "./atlas.js";
+
 const $ = (id) => document.getElementById(id);
 const fv = (window.featvis = {
   ready: false,
@@ -235,6 +237,7 @@ function queryFromForm(f = readForm(), { run = false } = {}) {
   }
   if (!f.redirect) q.set("redirect", "0");
   if (weightsLink) q.set("weights", weightsLink);
+  for (const [k, v] of Object.entries(atlas?.query() ?? {})) q.set(k, v);
   if (run) q.set("run", "1");
   return q;
 }
@@ -253,7 +256,12 @@ function settingsFromQuery(q) {
   for (const k of ["layer", "channels", "objective", "batch", "preset", "size", "steps", "transforms", "param", "lr", "seed", "redirect"]) {
     if (q.has(k)) s[k] = q.get(k);
   }
-  return { settings: s, weights: q.get("weights") || null, run: q.get("run") === "1" || q.get("run") === "true" };
+  return {
+    settings: s,
+    weights: q.get("weights") || null,
+    run: q.get("run") === "1" || q.get("run") === "true",
+    atlas: q.get("atlas") ? { url: q.get("atlas"), layer: q.get("atlas_layer"), channel: q.get("atlas_channel") } : null,
+  };
 }
 
 function applySettings(s) {
@@ -383,6 +391,7 @@ function weightsReady(summary, source) {
   document.querySelector('[data-example="class"]').hidden = summary.classes == null;
 
   if (alertKind === "weights") clearAlert();
+  atlas?.weightsChanged();
   $("render").disabled = current != null;
   if (current == null) setState(fv.result ? "done" : "ready");
 
@@ -496,6 +505,7 @@ function drawTile(i) {
   if (px.length !== w * h * 4) return false;
   if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
   canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(px), w, h), 0, 0);
+  run.onTile?.(i, px);
   if (!run.previewed[i]) {
     run.previewed[i] = true;
     canvas.parentElement.classList.add("has-image");
@@ -523,6 +533,7 @@ function onProgress(p) {
   (p.values ?? []).forEach((v, k) => run.series[p.first + k]?.push([p.step, v]));
   if (p.snapshot != null) run.snapshots.add(p.snapshot);
   if (p.preview) for (let i = p.first; i < p.first + p.count; i++) drawTile(i);
+  run.onStep?.(p);
   schedulePlot();
 }
 
@@ -575,7 +586,8 @@ async function continueSaved() {
   await startRender({ job: rec.job, resumeFrom: rec.bytes });
 }
 
-async function startRender({ job: given = null, resumeFrom = null } = {}) {
+// `onTile(i, rgba)` and `onStep(progress)`: what the atlas panel follows of a render it started.
+async function startRender({ job: given = null, resumeFrom = null, onTile = null, onStep = null } = {}) {
   if (current) return;
   $("resume-banner").hidden = true;
   clearAlert();
@@ -600,6 +612,8 @@ async function startRender({ job: given = null, resumeFrom = null } = {}) {
   fv.result = null;
   fv.stopMs = null;
   setupRun(job, info);
+  run.onTile = onTile;
+  run.onStep = onStep;
   setState("running");
   setRunning(true);
   let handle;
@@ -626,6 +640,42 @@ async function startRender({ job: given = null, resumeFrom = null } = {}) {
     current = null;
     setRunning(false);
   }
+}
+
+// ---------------------------------------------------------------- the atlas
+
+let atlas = null; // the atlas panel (atlas.js)
+
+// Render an atlas channel's group again here: its recorded request (layer,
+// channels, batch, size, seed and the rest) goes into the form, so the
+// render, its link and its downloads are those of any other render. Resolves
+// to the record's image ({ rgba, size }), or null when stopped.
+async function renderAtlasChannel(rec, { onTile, onStep }) {
+  if (current) throw new Error("A render is running: stop it first, then press Render live again.");
+  if (!engine) throw new Error("Render live needs WebGPU, which this browser does not offer (see the message above).");
+  if (!fv.weights) throw new Error("The weights are not loaded yet: wait for them (or load the atlas's weights file), then press Render live again.");
+  const r = rec.request;
+  const s = {};
+  // What the request leaves out (null) is the default, not what the form holds now.
+  const given = Object.fromEntries(Object.entries(r).filter(([, v]) => v != null));
+  for (const [k, v] of Object.entries({ ...defaultsFor(r.preset ?? ""), ...given })) if (k !== "redirect") s[k] = String(v);
+  s.preset = r.preset ?? "";
+  s.redirect = r.redirect === false ? "0" : "1";
+  delete s.objective;
+  applySettings(s);
+  selectValue($("layer"), r.layer);
+  updateChannelsHint();
+  let job;
+  try {
+    job = jobFromForm();
+  } catch (e) {
+    throw new Error(`The atlas's request does not fit this page: ${message(e)}`);
+  }
+  if (r.snapshots) job.snapshots = r.snapshots;
+  await startRender({ job, onTile, onStep });
+  if (fv.error) throw new Error(fv.error);
+  if (!fv.result || fv.result.cancelled || !run?.handle?.task) return null;
+  return { rgba: run.handle.task.previewRGBA(rec.index), size: run.info.size };
 }
 
 function finished(result) {
@@ -1138,6 +1188,13 @@ async function main() {
   const link = settingsFromQuery(new URLSearchParams(location.search));
   applySettings(link.settings);
   pending = link;
+  // Browsing an atlas needs neither WebGPU nor the weights.
+  atlas = atlasView({
+    renderLive: renderAtlasChannel,
+    weightsSha: () => fv.weights?.sha256 ?? null,
+    onChange: () => history.replaceState(null, "", linkFor()),
+  });
+  if (link.atlas) atlas.openUrl(link.atlas.url, link.atlas);
   try {
     featvis = await import("./featvis.js");
   } catch (e) {

@@ -3,7 +3,8 @@
 //! machines) render independently, resumably.
 //!
 //! The unit of work is a *group*: up to `--batch` consecutive channels of
-//! one layer (channels 0–15, 16–31, …), rendered as one batch with the
+//! one layer's chosen channels (`--channels`, all by default: 0–15, 16–31,
+//! …), rendered as one batch with the
 //! atlas's seed. Groups do not depend on the sharding or on what was
 //! rendered before, so every channel's picture is the same however the
 //! atlas is split or resumed, and its record holds the request that
@@ -41,6 +42,9 @@ pub struct AtlasArgs {
     /// Comma list of conv layers, or `all` (the 13 conv layers).
     #[arg(long, default_value = "all")]
     layers: String,
+    /// The channels of every listed layer: a list like 0-7,12, or `all`.
+    #[arg(long, default_value = "all")]
+    channels: String,
     /// Image side in pixels.
     #[arg(long, value_name = "PX", default_value = "128", value_parser = whole)]
     size: usize,
@@ -72,6 +76,9 @@ pub struct AtlasSettings {
     pub format: String,
     pub version: u32,
     pub weights_sha256: String,
+    /// The channels of each layer (`all`, or a list like 0-7,12): they decide the groups.
+    #[serde(default = "all_channels")]
+    pub channels: String,
     pub size: usize,
     pub steps: u32,
     pub transforms: String,
@@ -82,7 +89,8 @@ pub struct AtlasSettings {
     pub snapshots: Vec<u32>,
 }
 
-/// One channel's record, DIR/LAYER/C.json.
+/// One channel's record, DIR/LAYER/C.json (and, all of a layer's in
+/// channel order, DIR/LAYER/index.json: what the page reads).
 #[derive(Serialize, Deserialize)]
 struct ChannelRecord {
     layer: String,
@@ -110,6 +118,40 @@ struct ShardRecord<'a> {
     channels_skipped: usize,
     channels: Vec<(String, usize, f32, f32)>,
     ms_per_step: f64,
+}
+
+fn all_channels() -> String {
+    "all".into()
+}
+
+/// `[0, 1, 2, 3, 7]` → `0-3,7`: the shortest list [`featvis::job::parse_channels`] reads back.
+fn fmt_channels(list: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut k = 0;
+    while k < list.len() {
+        let mut end = k;
+        while end + 1 < list.len() && list[end + 1] == list[end] + 1 {
+            end += 1;
+        }
+        parts.push(if end > k { format!("{}-{}", list[k], list[end]) } else { list[k].to_string() });
+        k = end + 1;
+    }
+    parts.join(",")
+}
+
+/// Every group of the atlas in order: (layer, its channels), up to `batch` each.
+fn plan(layers: &[(&'static str, usize)], channels: &str, batch: usize) -> Result<Vec<(&'static str, Vec<usize>)>, String> {
+    let mut groups = Vec::new();
+    for &(layer, count) in layers {
+        let mut list = featvis::job::parse_channels(channels, Some(count)).map_err(|e| format!("--channels: {e}"))?;
+        list.sort_unstable();
+        list.dedup();
+        if let Some(&c) = list.iter().find(|&&c| c >= count) {
+            return Err(format!("--channels: channel {c} is out of range for {layer}, which has {count} channels (0-{})", count - 1));
+        }
+        groups.extend(list.chunks(batch).map(|g| (layer, g.to_vec())));
+    }
+    Ok(groups)
 }
 
 fn parse_shard(text: &str) -> Result<(usize, usize), String> {
@@ -154,19 +196,22 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
         return Err("--batch must be at least 1".into());
     }
     // Groups of the whole atlas, in order; this shard's are every N-th.
-    let mut groups: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
-    for &(layer, channels) in &layers {
-        for start in (0..channels).step_by(a.batch) {
-            groups.push((layer, start..(start + a.batch).min(channels)));
-        }
-    }
-    let mine: Vec<&(&str, std::ops::Range<usize>)> =
-        groups.iter().enumerate().filter(|(k, _)| k % shard_n == shard_i - 1).map(|(_, g)| g).collect();
+    let groups = plan(&layers, &a.channels, a.batch)?;
+    // The folder records the list in one spelling: `0-3,7` however it was typed.
+    let channel_list = if a.channels.trim() == "all" {
+        all_channels()
+    } else {
+        let mut list = featvis::job::parse_channels(&a.channels, None).map_err(|e| format!("--channels: {e}"))?;
+        list.sort_unstable();
+        list.dedup();
+        fmt_channels(&list)
+    };
+    let mine: Vec<&(&str, Vec<usize>)> = groups.iter().enumerate().filter(|(k, _)| k % shard_n == shard_i - 1).map(|(_, g)| g).collect();
 
-    let request_of = |layer: &str, range: &std::ops::Range<usize>| {
+    let request_of = |layer: &str, group: &[usize]| {
         a.optimization.apply_to(JobSpec {
             layer: Some(layer.to_string()),
-            channels: Some(format!("{}-{}", range.start, range.end - 1)),
+            channels: Some(fmt_channels(group)),
             batch: Some(a.batch),
             size: Some(a.size),
             seed: Some(a.seed as u64),
@@ -174,7 +219,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
             ..Default::default()
         })
     };
-    let probe = request_of(layers[0].0, &(0..1)).build(None).map_err(|e| e.to_string())?.job;
+    let probe = request_of(layers[0].0, &[0]).build(None).map_err(|e| e.to_string())?.job;
 
     let (weights, preprocess, weights_sha) = if a.random_weights {
         (Vgg16Weights::random(1, None), Preprocessing::keras(), "random weights, seed 1".to_string())
@@ -193,6 +238,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
         format: "featvis-atlas".into(),
         version: 1,
         weights_sha256: weights_sha,
+        channels: channel_list,
         size: a.size,
         steps: probe.steps,
         transforms: probe.transforms.name().into(),
@@ -227,7 +273,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
 
     let done = |layer: &str, c: usize| a.out.join(layer).join(format!("{c}.json")).exists();
     let total_channels: usize = mine.iter().map(|g| g.1.len()).sum();
-    let todo: Vec<_> = mine.iter().filter(|g| g.1.clone().any(|c| !done(g.0, c))).collect();
+    let todo: Vec<_> = mine.iter().filter(|g| g.1.iter().any(|&c| !done(g.0, c))).collect();
     let skipped = total_channels - todo.iter().map(|g| g.1.len()).sum::<usize>();
     let quiet = a.quiet;
     if !quiet {
@@ -247,8 +293,8 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
     let mut step_ms = Vec::new();
     let shard_path = a.out.join("shards").join(format!("{shard_i}-of-{shard_n}.json"));
     for (k, group) in todo.iter().enumerate() {
-        let (layer, range) = (group.0, &group.1);
-        let request = request_of(layer, range);
+        let (layer, chans) = (group.0, &group.1);
+        let request = request_of(layer, chans);
         let job = request.build(None).map_err(|e| e.to_string())?.job;
         let mut r = Render::new(&gpu, &model, &preprocess, &job).map_err(|e| e.to_string())?;
         while !r.is_finished() {
@@ -263,7 +309,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
             featvis::png::encode_rgb(gw, gh, &rgb)
         };
         for (i, img) in out.images.iter().enumerate() {
-            let c = range.start + i;
+            let c = chans[i];
             let mut files = vec![format!("{c}.png")];
             write_atomic(&dir.join(&files[0]), &png(&img.pixels))?;
             for snap in &out.snapshots {
@@ -287,7 +333,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
             write_atomic(&dir.join(format!("{c}.json")), serde_json::to_string_pretty(&rec).unwrap_or_default().as_bytes())?;
             channels.push((layer.to_string(), c, img.initial, img.last));
         }
-        rendered += range.len();
+        rendered += chans.len();
         step_ms.push(out.ms_per_step);
         let ms_per_step = step_ms.iter().sum::<f64>() / step_ms.len() as f64;
         let record = ShardRecord {
@@ -306,9 +352,8 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
             let secs = start.elapsed().as_secs_f64();
             let left = secs / (k + 1) as f64 * (todo.len() - k - 1) as f64;
             let line = format!(
-                "{layer} {}–{}: done; {} of {total_channels} channels, {:.1} ms per step, time left {}",
-                range.start,
-                range.end - 1,
+                "{layer} {}: done; {} of {total_channels} channels, {:.1} ms per step, time left {}",
+                fmt_channels(chans),
                 skipped + rendered,
                 out.ms_per_step,
                 fmt_secs(left)
@@ -320,8 +365,20 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
             }
         }
     }
+    // The last shard to finish (the one that finds every group of the atlas
+    // done) writes the site.
+    let site = if groups.iter().all(|g| g.1.iter().all(|&c| done(g.0, c))) {
+        let pages = write_site(&a.out)?;
+        if !quiet {
+            eprintln!("every shard is done: wrote {}/index.html and {pages} channel pages", a.out.display());
+        }
+        Some(a.out.join("index.html").display().to_string())
+    } else {
+        None
+    };
     if a.json {
         let summary = serde_json::json!({
+            "site": site,
             "out": a.out.display().to_string(),
             "shard": format!("{shard_i}/{shard_n}"),
             "adapter": gpu.adapter.to_string(),
@@ -357,8 +414,33 @@ fn page(title: &str, css: &str, body: &str) -> String {
     )
 }
 
+/// DIR/atlas-index.json: what the page reads to browse an atlas.
+#[derive(Serialize)]
+struct SiteIndex<'a> {
+    format: &'static str,
+    version: u32,
+    settings: &'a AtlasSettings,
+    layers: Vec<SiteLayer>,
+}
+
+/// A layer of the site: `channels` of its `total` are in DIR/LAYER/index.json.
+#[derive(Serialize)]
+struct SiteLayer {
+    name: &'static str,
+    total: usize,
+    channels: usize,
+    /// The channel whose picture stands for the layer.
+    cover: usize,
+}
+
 pub fn index_main(a: IndexArgs) -> Result<(), String> {
-    let dir = &a.dir;
+    let pages = write_site(&a.dir)?;
+    eprintln!("wrote {}/index.html and {pages} channel pages", a.dir.display());
+    Ok(())
+}
+
+/// Write the site of the atlas in `dir`; the number of channel pages.
+fn write_site(dir: &std::path::Path) -> Result<usize, String> {
     let settings: AtlasSettings = serde_json::from_slice(
         &std::fs::read(dir.join("atlas.json")).map_err(|e| format!("{} is not an atlas folder (no atlas.json: {e})", dir.display()))?,
     )
@@ -376,6 +458,7 @@ pub fn index_main(a: IndexArgs) -> Result<(), String> {
     );
     let mut layer_rows = String::new();
     let mut pages = 0usize;
+    let mut site_layers = Vec::new();
     for &(layer, channels) in CONVS.iter().map(|c| (c.0, c.2)).collect::<Vec<_>>().iter() {
         let ldir = dir.join(layer);
         let mut recs: Vec<ChannelRecord> = Vec::new();
@@ -438,6 +521,8 @@ pub fn index_main(a: IndexArgs) -> Result<(), String> {
             about = esc(&about)
         );
         write_atomic(&ldir.join("index.html"), page(layer, "../atlas.css", &body).as_bytes())?;
+        write_atomic(&ldir.join("index.json"), serde_json::to_string(&recs).unwrap_or_default().as_bytes())?;
+        site_layers.push(SiteLayer { name: layer, total: channels, channels: recs.len(), cover: recs[0].channel });
         layer_rows.push_str(&format!(
             "<li><a href=\"{layer}/index.html\"><img src=\"{layer}/{c}.png\" alt=\"\" width=\"64\" height=\"64\"> {layer}</a> — {n} of {channels} channels</li>\n",
             c = recs[0].channel,
@@ -446,8 +531,9 @@ pub fn index_main(a: IndexArgs) -> Result<(), String> {
     }
     let body = format!("<h1>VGG16 atlas</h1>\n<p class=\"note\">{}</p>\n<ul class=\"layers\">\n{layer_rows}</ul>\n", esc(&about));
     write_atomic(&dir.join("index.html"), page("VGG16 atlas", "atlas.css", &body).as_bytes())?;
-    eprintln!("wrote {}/index.html and {pages} channel pages", dir.display());
-    Ok(())
+    let site = SiteIndex { format: "featvis-atlas-index", version: 1, settings: &settings, layers: site_layers };
+    write_atomic(&dir.join("atlas-index.json"), serde_json::to_string_pretty(&site).unwrap_or_default().as_bytes())?;
+    Ok(pages)
 }
 
 const ATLAS_CSS: &str = "\
