@@ -54,6 +54,8 @@ pub struct StepSplit {
     pub step_ms: f64,
     /// Parameterization, colour, warp, preprocessing, their adjoints and Adam.
     pub image_ms: f64,
+    /// Each kernel of the image side timed alone, in step order: (kernel, ms).
+    pub image_kernels: Vec<(String, f64)>,
 }
 
 impl StepSplit {
@@ -97,12 +99,19 @@ struct SplitJson<'a> {
     step_ms: f64,
     image_ms: f64,
     image_share: f64,
+    image_kernels: Vec<KernelJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct KernelJson<'a> {
+    name: &'a str,
+    ms: f64,
 }
 
 impl BenchReport {
     /// One JSON object: adapter, conv_schedule, size, batch, layers (name,
     /// gflop, fwd_gflops, bwd_gflops, fwd_ms, bwd_ms), step_ms, step_gflops,
-    /// split (layer, step_ms, image_ms, image_share) or null. A figure that
+    /// split (layer, step_ms, image_ms, image_share, image_kernels: name, ms) or null. A figure that
     /// is not a number (a kernel timed at 0 ms) is null.
     pub fn to_json(&self) -> String {
         let json = BenchJson {
@@ -129,6 +138,7 @@ impl BenchReport {
                 step_ms: round(s.step_ms, 3),
                 image_ms: round(s.image_ms, 3),
                 image_share: round(s.image_share(), 4),
+                image_kernels: s.image_kernels.iter().map(|(name, ms)| KernelJson { name, ms: round(*ms, 3) }).collect(),
             }),
         };
         // Strings and numbers (non-finite ones become null): this cannot fail.
@@ -214,8 +224,13 @@ pub async fn run(
             let settings = Settings::new(batch, size, Preprocessing::keras());
             let p = Pipeline::new(gpu, &model, settings, &objective).await?;
             let step_ms = time(gpu, "optimization step", &p.step_dispatches(false), min_ms, now).await?;
-            let image_ms = time(gpu, "image side of the step", &p.image_dispatches(), min_ms, now).await?;
-            Some(StepSplit { layer: layer.to_string(), step_ms, image_ms })
+            let image = p.image_dispatches();
+            let image_ms = time(gpu, "image side of the step", &image, min_ms, now).await?;
+            let mut image_kernels = Vec::new();
+            for d in &image {
+                image_kernels.push((d.kernel.name.clone(), time(gpu, &d.kernel.name, &[d], min_ms / image.len() as f64, now).await?));
+            }
+            Some(StepSplit { layer: layer.to_string(), step_ms, image_ms, image_kernels })
         }
     };
     Ok(BenchReport {

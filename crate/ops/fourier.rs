@@ -87,6 +87,17 @@ pub fn table(h: usize, w: usize, decay_power: f64) -> Vec<f32> {
     t
 }
 
+/// Invocations of each pass: one per output tile (fourier.wgsl's tiles:
+/// 4 rows × 4 spectrum columns for the column passes, 2 rows × 4 pixels or
+/// spectrum columns × 3 channels for the row passes).
+fn tiles_columns(b: usize, h: usize, w: usize) -> usize {
+    b * 3 * h.div_ceil(4) * spectrum_width(w).div_ceil(4)
+}
+
+fn tiles_rows(b: usize, h: usize, n: usize) -> usize {
+    b * h.div_ceil(2) * n.div_ceil(4)
+}
+
 async fn prepare(gpu: &Gpu, entry: &'static str, p: FourierParams, bufs: [&wgpu::Buffer; 4]) -> Result<Dispatch> {
     let k = gpu
         .kernel(&KernelSpec {
@@ -124,13 +135,17 @@ pub async fn forward(gpu: &Gpu, shape: Shape, decay_power: f32, spectrum: &Tenso
     let cols = prepare(
         gpu,
         "fourier_columns",
-        params(b, h, w, decay_power, b * 3 * h * spectrum_width(w))?,
+        params(b, h, w, decay_power, tiles_columns(b, h, w))?,
         [&spectrum.buffer, &tmp.buffer, &unused.buffer, &tab.buffer],
     )
     .await?;
-    let rows =
-        prepare(gpu, "fourier_rows", params(b, h, w, decay_power, b * h * w)?, [&tmp.buffer, &unused.buffer, &img.buffer, &tab.buffer])
-            .await?;
+    let rows = prepare(
+        gpu,
+        "fourier_rows",
+        params(b, h, w, decay_power, tiles_rows(b, h, w))?,
+        [&tmp.buffer, &unused.buffer, &img.buffer, &tab.buffer],
+    )
+    .await?;
     Ok(vec![cols, rows])
 }
 
@@ -138,16 +153,19 @@ pub async fn forward(gpu: &Gpu, shape: Shape, decay_power: f32, spectrum: &Tenso
 pub async fn backward(gpu: &Gpu, shape: Shape, decay_power: f32, dimg: &Tensor, tmp: &Tensor, dspectrum: &Tensor) -> Result<Vec<Dispatch>> {
     check(shape, dspectrum, tmp, dimg, decay_power)?;
     let (b, h, w) = (shape.batch, shape.height, shape.width);
-    let n = b * 3 * h * spectrum_width(w);
     let unused = dummy(gpu, "fourier_columns_adjoint")?;
     let tab = gpu.tensor_from("fourier twiddles and scale", &table(h, w, decay_power as f64))?;
-    let rows =
-        prepare(gpu, "fourier_rows_adjoint", params(b, h, w, decay_power, n)?, [&unused.buffer, &tmp.buffer, &dimg.buffer, &tab.buffer])
-            .await?;
+    let rows = prepare(
+        gpu,
+        "fourier_rows_adjoint",
+        params(b, h, w, decay_power, tiles_rows(b, h, spectrum_width(w)))?,
+        [&unused.buffer, &tmp.buffer, &dimg.buffer, &tab.buffer],
+    )
+    .await?;
     let cols = prepare(
         gpu,
         "fourier_columns_adjoint",
-        params(b, h, w, decay_power, n)?,
+        params(b, h, w, decay_power, tiles_columns(b, h, w))?,
         [&tmp.buffer, &dspectrum.buffer, &unused.buffer, &tab.buffer],
     )
     .await?;

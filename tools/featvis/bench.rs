@@ -89,6 +89,9 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
                 s.image_ms,
                 100.0 * s.image_share()
             );
+            for (name, ms) in &s.image_kernels {
+                println!("  {name:<44} {ms:>9.2} ms");
+            }
         }
     }
     Ok(())
