@@ -199,6 +199,22 @@ pub fn specialize(shader: &str, source: &str, constants: &[(&str, u32)]) -> Resu
     Ok(out)
 }
 
+/// A conv layer's shape as far as choosing its schedule goes: the input's
+/// height and width and the channels in and out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ConvShape {
+    pub height: usize,
+    pub width: usize,
+    pub cin: usize,
+    pub cout: usize,
+}
+
+impl std::fmt::Display for ConvShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}, {}→{}", self.height, self.width, self.cin, self.cout)
+    }
+}
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -207,6 +223,11 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// The conv schedule (changeable while the device is shared: [`Gpu::set_conv_config`]).
     conv_config: Mutex<ConvConfig>,
+    /// Schedules chosen per layer shape by tuning on this device
+    /// ([`crate::tune::tune_shapes`]); a shape not in it uses `conv_config`.
+    conv_choices: Mutex<std::collections::BTreeMap<ConvShape, ConvConfig>>,
+    /// FEATVIS_CONV forces one schedule everywhere: per-shape choices are not used.
+    conv_forced: bool,
     /// The subgroup size when the device has subgroups of one fixed size
     /// (what a broadcast across lanes needs); 0 otherwise.
     pub subgroup_size: u32,
@@ -291,10 +312,9 @@ impl Gpu {
         } else {
             0
         };
-        let conv_config = match Self::conv_config_from_env() {
-            Some(c) => c,
-            None => Self::pick_conv_config(&info, &limits, subgroup_size),
-        };
+        let forced = Self::conv_config_from_env();
+        let conv_forced = forced.is_some();
+        let conv_config = forced.unwrap_or_else(|| Self::pick_conv_config(&info, &limits, subgroup_size));
         Ok(Gpu {
             device,
             queue,
@@ -302,6 +322,8 @@ impl Gpu {
             limits,
             features,
             conv_config: Mutex::new(conv_config),
+            conv_choices: Mutex::new(Default::default()),
+            conv_forced,
             subgroup_size,
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
@@ -353,6 +375,34 @@ impl Gpu {
         if let Ok(mut c) = self.conv_config.lock() {
             *c = config;
         }
+    }
+
+    /// The schedule of a conv layer of `shape` in networks built from now on:
+    /// the one tuned for that shape on this device, else [`Gpu::conv_config`].
+    pub fn conv_config_for(&self, shape: ConvShape) -> ConvConfig {
+        if !self.conv_forced {
+            if let Some(c) = self.conv_choices.lock().ok().and_then(|m| m.get(&shape).copied()) {
+                return c;
+            }
+        }
+        self.conv_config()
+    }
+
+    /// Use `config` for conv layers of `shape` from now on.
+    pub fn set_conv_choice(&self, shape: ConvShape, config: ConvConfig) {
+        if let Ok(mut m) = self.conv_choices.lock() {
+            m.insert(shape, config);
+        }
+    }
+
+    /// The per-shape choices, in shape order.
+    pub fn conv_choices(&self) -> Vec<(ConvShape, ConvConfig)> {
+        self.conv_choices.lock().map(|m| m.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default()
+    }
+
+    /// Whether FEATVIS_CONV forces one schedule (tuning results are then not used).
+    pub fn conv_forced(&self) -> bool {
+        self.conv_forced
     }
 
     /// Why the device was lost (a driver reset, the browser reclaiming it,

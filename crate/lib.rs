@@ -23,4 +23,4 @@ pub mod weights;
 pub mod web;
 
 pub use error::{Error, Result};
-pub use gpu::{ConvConfig, Gpu};
+pub use gpu::{ConvConfig, ConvShape, Gpu};

@@ -7,7 +7,7 @@
 //! are after it. All gradients are with respect to those stored values.
 
 use crate::error::{Error, Result};
-use crate::gpu::{ConvConfig, Dispatch, Gpu, Tensor};
+use crate::gpu::{ConvConfig, ConvShape, Dispatch, Gpu, Tensor};
 use crate::objective::{Objective, Plan};
 use crate::ops::conv::{self, ConvWeights};
 use crate::ops::fc::{self, FcWeights};
@@ -360,7 +360,8 @@ impl ValueLayout {
 /// it reads to the input, prepared once. Two backward passes are prepared:
 /// the plain one and the one with Lucid's redirected ReLU gradient.
 pub struct Network {
-    pub config: ConvConfig,
+    /// Each conv layer's schedule, in network order.
+    pub schedules: Vec<(String, ConvConfig)>,
     /// The deepest layer the objective reads.
     pub target: TargetLayer,
     pub plan: Plan,
@@ -392,13 +393,15 @@ impl Network {
     /// A network whose objective is one term per image at layer `target`
     /// (see [`resolve`]), set with [`Network::set_objectives`].
     pub async fn new(gpu: &Gpu, model: &Vgg16, batch: usize, height: usize, width: usize, target: &str) -> Result<Network> {
-        Self::with_config(gpu, model, gpu.conv_config(), batch, height, width, target).await
+        Self::with_config(gpu, model, None, batch, height, width, target).await
     }
 
+    /// As [`Network::new`]; `config`: one schedule for every conv layer, or
+    /// None for the device's choice per layer shape ([`Gpu::conv_config_for`]).
     pub async fn with_config(
         gpu: &Gpu,
         model: &Vgg16,
-        config: ConvConfig,
+        config: Option<ConvConfig>,
         batch: usize,
         height: usize,
         width: usize,
@@ -412,8 +415,21 @@ impl Network {
         Ok(net)
     }
 
-    /// A network for an objective resolved with [`crate::objective::plan`].
-    pub async fn with_plan(gpu: &Gpu, model: &Vgg16, config: ConvConfig, height: usize, width: usize, plan: Plan) -> Result<Network> {
+    /// The schedule of `layer` (a conv layer of the network).
+    pub fn schedule(&self, layer: &str) -> Option<ConvConfig> {
+        self.schedules.iter().find(|(n, _)| n == layer).map(|(_, c)| *c)
+    }
+
+    /// A network for an objective resolved with [`crate::objective::plan`];
+    /// `config` as in [`Network::with_config`].
+    pub async fn with_plan(
+        gpu: &Gpu,
+        model: &Vgg16,
+        config: Option<ConvConfig>,
+        height: usize,
+        width: usize,
+        plan: Plan,
+    ) -> Result<Network> {
         let has_fc = model.has_fc();
         let batch = plan.batch;
         if batch == 0 {
@@ -444,6 +460,7 @@ impl Network {
 
         let mut acts: Vec<Activation> = Vec::new();
         let mut forward = Vec::new();
+        let mut schedules: Vec<(String, ConvConfig)> = Vec::new();
         let mut max_len = input_shape.padded_len();
         for (i, (name, node)) in list.iter().enumerate().take(deepest + 1) {
             let shape = all_shapes[i];
@@ -457,7 +474,11 @@ impl Network {
                 Node::Conv(c) => {
                     // A conv reads relu(previous conv); pool outputs and the image as they are.
                     let relu = matches!(prev_node, Some(Node::Conv(_)));
-                    forward.push(conv::forward(gpu, config, &model.convs[c], prev_shape, prev, &tensor, relu).await?);
+                    let w = &model.convs[c];
+                    let cs = ConvShape { height: prev_shape.height, width: prev_shape.width, cin: w.cin, cout: w.cout };
+                    let config = config.unwrap_or_else(|| gpu.conv_config_for(cs));
+                    schedules.push((name.to_string(), config));
+                    forward.push(conv::forward(gpu, config, w, prev_shape, prev, &tensor, relu).await?);
                 }
                 Node::Pool(_) => forward.push(pool::maxpool_forward(gpu, name, prev_shape, prev, &tensor).await?),
                 Node::AvgPool => {
@@ -582,6 +603,7 @@ impl Network {
                 let out = if masked { &mut backward } else { &mut redirect };
                 match a.node {
                     Node::Conv(c) => {
+                        let config = schedules.iter().find(|(n, _)| *n == a.name).map(|(_, c)| *c).unwrap_or_else(|| gpu.conv_config());
                         out.push(conv::backward_input(gpu, config, &model.convs[c], prev_shape, g, dst, mask.then_some(prev)).await?)
                     }
                     Node::Pool(_) => out.push(pool::maxpool_backward(gpu, &a.name, prev_shape, prev, g, dst, mask).await?),
@@ -591,7 +613,7 @@ impl Network {
             }
         }
         Ok(Network {
-            config,
+            schedules,
             target,
             plan,
             input,

@@ -127,7 +127,7 @@ impl Pipeline {
     pub async fn new(gpu: &Gpu, model: &Vgg16, settings: Settings, objective: &Objective) -> Result<Pipeline> {
         let (b, h, w) = (settings.batch, settings.height, settings.width);
         let plan = crate::objective::plan(objective, b, h, w, model.has_fc(), model.classes())?;
-        let net = Network::with_plan(gpu, model, gpu.conv_config(), h, w, plan).await?;
+        let net = Network::with_plan(gpu, model, None, h, w, plan).await?;
         let shape = Shape::new(b, h, w, 3);
         let mut rng = Rng::new(settings.seed);
         let decorrelate = matches!(settings.param, Param::Fourier { .. });

@@ -5,12 +5,16 @@
 //! mid-network shape; the fastest correct one wins.
 //!
 //! `featvis tune` and the page's "Tune" button run it; the page keeps the
-//! choice per adapter, so each device is tuned once.
+//! choice per adapter, so each device is tuned once. [`tune_shapes`] then
+//! times the correct candidates on each of VGG16's layer shapes at a size
+//! (a 14×14 layer with 512 channels wants other tiles than a 224×224 one
+//! with 64), within a time budget; the CLI keeps those choices in its
+//! tuning cache and sets them with [`Gpu::set_conv_choice`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::gpu::{ConvConfig, Gpu};
+use crate::gpu::{ConvConfig, ConvShape, Gpu};
 use crate::ops::conv_gen::Unrolled;
 use crate::ops::{conv, pad_channels, unpad_channels, Shape};
 use crate::reference as r;
@@ -109,6 +113,85 @@ pub async fn check(gpu: &Gpu, config: ConvConfig) -> Result<f64> {
     let want_y: Vec<f64> = r::conv3x3_forward(&r::relu(&x), s, &wt, &bias, cout).iter().map(|&v| v as f64).collect();
     let want_dx: Vec<f64> = r::relu_backward(&r::conv3x3_backward_input(&dy, s, &wt, cout), &x).iter().map(|&v| v as f64).collect();
     Ok(max_rel(&got_y, &want_y).max(max_rel(&got_dx, &want_dx)))
+}
+
+/// One layer shape's outcome: the schedules timed there, the fastest chosen.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShapeChoice {
+    #[serde(flatten)]
+    pub shape: ConvShape,
+    /// The chosen schedule as `FEATVIS_CONV` takes it.
+    pub spec: String,
+    /// Its forward + backward GFLOP/s at the tuning batch.
+    pub gflops: f64,
+    /// Every schedule timed on this shape: (spec, GFLOP/s).
+    #[serde(default)]
+    pub timed: Vec<(String, f64)>,
+}
+
+/// VGG16's distinct conv layer shapes for `size`×`size` images, in network order.
+pub fn vgg_shapes(size: usize) -> Vec<ConvShape> {
+    let mut out: Vec<ConvShape> = Vec::new();
+    let mut side = size;
+    let mut block = 1;
+    for (name, cin, cout) in crate::model::CONVS {
+        let b: usize = name[4..5].parse().unwrap_or(1);
+        if b != block {
+            side /= 2;
+            block = b;
+        }
+        let s = ConvShape { height: side, width: side, cin, cout };
+        if side > 0 && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Time each of `configs` (checked correct on this device already) on
+/// every shape in `shapes` at `batch` images, forward + backward, and choose
+/// the fastest per shape. The first config is timed on every shape; the
+/// others while the shape's share of `budget_ms` lasts (a shape that cannot
+/// afford them keeps the fastest of those timed). Does not change `gpu`.
+pub async fn tune_shapes(
+    gpu: &Gpu,
+    configs: &[ConvConfig],
+    shapes: &[ConvShape],
+    batch: usize,
+    budget_ms: f64,
+    now: &dyn Fn() -> f64,
+    progress: &mut dyn FnMut(&ConvShape, &str, f64),
+) -> Result<Vec<ShapeChoice>> {
+    let share = budget_ms / shapes.len().max(1) as f64;
+    let mut out = Vec::new();
+    for &shape in shapes {
+        let t0 = now();
+        let mut timed: Vec<(String, f64)> = Vec::new();
+        let mut best: Option<(ConvConfig, f64)> = None;
+        for (k, &config) in configs.iter().enumerate() {
+            if k > 0 && now() - t0 > share {
+                break;
+            }
+            let dims = [batch, shape.height, shape.width, shape.cin, shape.cout];
+            let mut g = time(gpu, config, dims, 1, now).await?;
+            // A run of a few ms is mostly noise: the fastest of more runs.
+            let flop = 4.0 * conv::macs(Shape::new(batch, shape.height, shape.width, shape.cin), shape.cin, shape.cout) as f64;
+            if flop / (g.max(1e-9) * 1e6) < 20.0 {
+                for _ in 0..4 {
+                    g = g.max(time(gpu, config, dims, 1, now).await?);
+                }
+            }
+            progress(&shape, &config.spec(), g);
+            timed.push((config.spec(), g));
+            if best.is_none_or(|(_, b)| g > b) {
+                best = Some((config, g));
+            }
+        }
+        if let Some((config, gflops)) = best {
+            out.push(ShapeChoice { shape, spec: config.spec(), gflops, timed });
+        }
+    }
+    Ok(out)
 }
 
 /// Forward + backward GFLOP/s of `config` on `shape`, over at least `reps` runs.

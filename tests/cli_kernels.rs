@@ -28,18 +28,76 @@ fn kernel_prints_valid_wgsl_and_refuses_what_is_not_generated() {
     }
 }
 
+fn featvis_cached(cache: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_featvis")).args(args).env("WGPU_BACKEND", "vulkan").env("FEATVIS_CACHE_DIR", cache).output().unwrap()
+}
+
+/// `featvis tune` checks and times at least three schedules, chooses the
+/// fastest correct one and one per layer shape, and keeps them in the
+/// tuning cache; a second run reads the cache instead of timing; the
+/// commands that render apply it; a corrupt, foreign or unknown entry is
+/// ignored with a warning.
 #[test]
-fn tune_json_names_a_correct_fastest_schedule() {
-    let o = featvis(&["tune", "--json"]);
+fn tune_chooses_keeps_and_reuses_schedules() {
+    let cache = std::env::temp_dir().join(format!("featvis-tune-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let o = featvis_cached(&cache, &["tune", "--size", "16", "--budget", "2", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["cached"], false);
     let chosen = v["chosen_spec"].as_str().unwrap();
     let candidates = v["candidates"].as_array().unwrap();
-    let best = candidates
-        .iter()
-        .filter(|c| c["correct"] == true)
-        .max_by(|a, b| a["gflops"].as_f64().unwrap().total_cmp(&b["gflops"].as_f64().unwrap()))
-        .unwrap();
+    let timed: Vec<_> = candidates.iter().filter(|c| c["gflops"].as_f64().unwrap() > 0.0).collect();
+    assert!(timed.len() >= 3, "{v}");
+    assert!(timed.iter().all(|c| c["correct"] == true), "only correct schedules are timed: {v}");
+    let best = timed.iter().max_by(|a, b| a["gflops"].as_f64().unwrap().total_cmp(&b["gflops"].as_f64().unwrap())).unwrap();
     assert_eq!(best["spec"].as_str().unwrap(), chosen, "{v}");
     assert!(featvis::ConvConfig::parse(chosen).is_some());
+    // One choice per layer shape of VGG16 at 16 px (16, 8, 4, 2 and 1 px sides), each the fastest it timed.
+    let shapes = v["shapes"].as_array().unwrap();
+    assert_eq!(shapes.len(), featvis::tune::vgg_shapes(16).len(), "{v}");
+    for s in shapes {
+        let spec = s["spec"].as_str().unwrap();
+        let timed = s["timed"].as_array().unwrap();
+        assert!(!timed.is_empty() && featvis::ConvConfig::parse(spec).is_some(), "{s}");
+        let fastest = timed.iter().max_by(|a, b| a[1].as_f64().unwrap().total_cmp(&b[1].as_f64().unwrap())).unwrap();
+        assert_eq!(fastest[0].as_str(), Some(spec), "{s}");
+        assert!(candidates.iter().any(|c| c["spec"].as_str() == Some(spec) && c["correct"] == true), "{spec} was not checked correct");
+    }
+    let file = cache.join("tuning.json");
+    assert_eq!(v["cache"].as_str().map(std::path::PathBuf::from), Some(file.clone()));
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(kept["entries"].as_array().map(Vec::len), Some(1), "{kept}");
+
+    // Again: from the cache, nothing timed.
+    let o = featvis_cached(&cache, &["tune", "--size", "16", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&again["cached"], &again["chosen_spec"], &again["shapes"]),
+        (&serde_json::Value::Bool(true), &v["chosen_spec"], &v["shapes"])
+    );
+    assert_eq!(again["candidates"].as_array().map(Vec::len), Some(0));
+
+    // The commands that render use it.
+    let o = featvis_cached(&cache, &["adapter"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("(from the tuning cache)") && out.contains("layers of 8x8, 64→128:"), "{out}");
+
+    // Corrupt, foreign (another featvis), an unknown schedule: each ignored with a warning, the built-in schedule used.
+    let good = std::fs::read_to_string(&file).unwrap();
+    let foreign = good.replace(&format!("featvis {}", env!("CARGO_PKG_VERSION")), "featvis 0.0.1");
+    let unknown = good.replacen(&format!("\"global\": \"{chosen}\""), "\"global\": \"warp:9\"", 1);
+    assert_ne!(unknown, good);
+    for (text, warning) in [
+        ("{\"format\": \"featvis-tuning\", \"ver", "it is corrupt"),
+        (foreign.as_str(), "it was made for"),
+        (unknown.as_str(), "unknown schedule `warp:9`"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let o = featvis_cached(&cache, &["adapter"]);
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && err.contains(warning) && out.contains("(built in;"), "{warning}: {err} / {out}");
+    }
+    let _ = std::fs::remove_dir_all(&cache);
 }

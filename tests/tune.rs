@@ -62,3 +62,26 @@ gpu_test! {
         }
     }
 }
+
+gpu_test! {
+    async fn a_schedule_chosen_for_a_layer_shape_is_what_that_layer_uses() {
+        use featvis::model::{Network, Vgg16, Vgg16Weights};
+        use featvis::ConvShape;
+        let g = common::gpu().await;
+        let model = Vgg16::upload(g, &Vgg16Weights::random(3, None)).unwrap();
+        // 12 px: conv2_x run at 6×6; conv2_1 is 64 → 128.
+        let shape = ConvShape { height: 6, width: 6, cin: 64, cout: 128 };
+        assert_eq!(featvis::tune::vgg_shapes(12)[2], shape);
+        let global = g.conv_config();
+        let other = if global == ConvConfig::SWIFTSHADER_UNROLLED { ConvConfig::LLVMPIPE } else { ConvConfig::SWIFTSHADER_UNROLLED };
+        g.set_conv_choice(shape, other);
+        let net = Network::new(g, &model, 2, 12, 12, "conv2_2").await.unwrap();
+        // The choices are the device's: leave it as it was for the other tests of this binary.
+        g.set_conv_choice(shape, global);
+        assert_eq!(net.schedule("conv2_1"), Some(other));
+        for layer in ["conv1_1", "conv1_2", "conv2_2"] {
+            assert_eq!(net.schedule(layer), Some(global), "{layer}");
+        }
+        assert_eq!(net.schedules.len(), 4);
+    }
+}

@@ -74,7 +74,7 @@ gpu_test! {
         let text = "conv1_2:3 + 2*conv1_2:5@3,4[1] + 0.5*conv2_1_pre_relu:7 + 0.01*deepdream(pool1) \
                     + direction(conv2_2, 3=1, 9=-2) - 10*diversity(conv2_1) + conv2_2_pre_relu:1@";
         let pl = plan(&Objective::parse(text).unwrap(), b, h, w, false, 0).unwrap();
-        let net = Network::with_plan(g, &model, g.conv_config(), h, w, pl.clone()).await.unwrap();
+        let net = Network::with_plan(g, &model, None, h, w, pl.clone()).await.unwrap();
         let mut rng = Rng::new(8);
         let images = rng.normal_vec(b * h * w * 3, 50.0);
         net.set_input(g, &images).unwrap();
@@ -109,7 +109,7 @@ gpu_test! {
         let model = Vgg16::upload(g, &weights).unwrap();
         let (b, h, w) = (2, 11, 9);
         let pl = plan(&Objective::parse("conv1_2:3").unwrap(), b, h, w, false, 0).unwrap();
-        let net = Network::with_plan(g, &model, g.conv_config(), h, w, pl.clone()).await.unwrap();
+        let net = Network::with_plan(g, &model, None, h, w, pl.clone()).await.unwrap();
         let images = Rng::new(4).normal_vec(b * h * w * 3, 50.0);
         net.set_input(g, &images).unwrap();
         let acts = r::vgg16_forward(&weights, &images, b, h, w, pl.deepest().unwrap());

@@ -24,7 +24,6 @@ use featvis::job::JobSpec;
 use featvis::model::{Vgg16, Vgg16Weights, CONVS};
 use featvis::render::Render;
 use featvis::weights::Preprocessing;
-use featvis::Gpu;
 use serde::{Deserialize, Serialize};
 
 use crate::render::{write_atomic, Optimization};
@@ -284,7 +283,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
         );
     }
 
-    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let gpu = crate::tuning::open_gpu()?;
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();

@@ -5,16 +5,35 @@ use std::time::Instant;
 
 use clap::Args;
 
-use featvis::{ConvConfig, Gpu};
+use featvis::{ConvConfig, ConvShape, Gpu};
 
-/// Check and time every conv schedule on this GPU; print the fastest correct one.
+use crate::tuning;
+
+/// Check and time every conv schedule on this GPU, then on each of VGG16's layer shapes; keep the choices.
 ///
 /// Every schedule worth trying is checked against the CPU reference on this
-/// GPU, the correct ones timed and printed, the fastest marked;
-/// FEATVIS_CONV=SPEC uses one (render, bench).
+/// GPU and the correct ones timed on a mid-network shape (the fastest is the
+/// default), then on each of VGG16's layer shapes at --size (the fastest per
+/// shape, within --budget). The choices go into the tuning cache
+/// (~/.cache/featvis/tuning.json; FEATVIS_CACHE_DIR overrides the folder),
+/// which every command that renders applies; a second run prints the cache
+/// instead of timing (--force times again). FEATVIS_CONV=SPEC forces one
+/// schedule everywhere.
 #[derive(Args)]
 #[command(args_override_self = true)]
 pub struct TuneArgs {
+    /// Image side whose layer shapes are timed one by one.
+    #[arg(long, value_name = "PX", default_value = "128", value_parser = crate::whole)]
+    size: usize,
+    /// Images per timing run.
+    #[arg(long, default_value = "1", value_parser = crate::whole)]
+    batch: usize,
+    /// Seconds for timing the layer shapes (the default schedule is timed on every shape regardless).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    budget: f64,
+    /// Tune again even when the cache holds this adapter's choices for this size and batch.
+    #[arg(long)]
+    force: bool,
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -29,11 +48,44 @@ pub struct KernelArgs {
     conv: Option<String>,
 }
 
+fn seconds(s: &str) -> Result<f64, String> {
+    s.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| "seconds (a number ≥ 0)".to_string())
+}
+
 pub fn tune_main(args: TuneArgs) -> Result<(), String> {
     let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let now = move || t0.elapsed().as_secs_f64() * 1e3;
     let json = args.json;
+    let cache_path = tuning::path().map(|p| p.display().to_string()).unwrap_or_default();
+    if gpu.conv_forced() {
+        eprintln!("featvis: FEATVIS_CONV is set: it forces one schedule everywhere, whatever this tuning chooses");
+    }
+    // This adapter's choices for this size and batch, from an earlier run.
+    let cached = (!args.force)
+        .then(|| tuning::read().and_then(|c| tuning::entry_for(&gpu, &c)))
+        .flatten()
+        .filter(|e| e.size == args.size && e.batch == args.batch);
+    if let Some(e) = cached {
+        if json {
+            let v = serde_json::json!({
+                "adapter": gpu.adapter.to_string(),
+                "cached": true,
+                "cache": cache_path,
+                "chosen_spec": e.global,
+                "candidates": [],
+                "size": e.size,
+                "batch": e.batch,
+                "shapes": e.shapes,
+            });
+            println!("{v}");
+        } else {
+            println!("from the tuning cache {cache_path} (--force tunes again):");
+            print_shapes(&gpu, &e.global, e.size, e.batch, &e.shapes);
+        }
+        return Ok(());
+    }
+
     if !json {
         eprintln!("adapter: {} (starts on {})", gpu.adapter, gpu.conv_config().name());
     }
@@ -48,14 +100,58 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
         }
     };
     let t = pollster::block_on(featvis::tune::tune(&gpu, &now, &mut show)).map_err(|e| e.to_string())?;
-    if json {
-        println!("{}", t.to_json());
-    } else {
+    if !json {
         let [b, h, w, ci, co] = t.shape;
-        println!("fastest correct schedule on {} ({b}x{h}x{w}, {ci}→{co} channels, forward + backward): {}", t.adapter, t.chosen_spec);
-        println!("use it with FEATVIS_CONV={}", t.chosen_spec);
+        eprintln!("fastest correct schedule on {b}x{h}x{w}, {ci}→{co} channels (forward + backward): {}", t.chosen_spec);
+        eprintln!("layer shapes at {} px, batch {} (budget {} s):", args.size, args.batch, args.budget);
     }
-    Ok(())
+    // The correct schedules, the default first, then the fastest.
+    let mut correct: Vec<&featvis::tune::Candidate> = t.candidates.iter().filter(|c| c.correct && c.error.is_none()).collect();
+    correct.sort_by(|a, b| (b.config == t.chosen_config).cmp(&(a.config == t.chosen_config)).then(b.gflops.total_cmp(&a.gflops)));
+    let configs: Vec<ConvConfig> = correct.iter().map(|c| c.config).collect();
+    let shapes = featvis::tune::vgg_shapes(args.size);
+    let mut heard = |s: &ConvShape, spec: &str, g: f64| {
+        if !json {
+            eprintln!("  {s:<22} {spec:<22} {g:>7.2} GFLOP/s");
+        }
+    };
+    let choices = pollster::block_on(featvis::tune::tune_shapes(&gpu, &configs, &shapes, args.batch, args.budget * 1e3, &now, &mut heard))
+        .map_err(|e| e.to_string())?;
+    let entry =
+        tuning::Entry { key: tuning::key(&gpu), global: t.chosen_spec.clone(), size: args.size, batch: args.batch, shapes: choices };
+    let written = tuning::write(entry.clone());
+    if json {
+        let mut v = serde_json::to_value(&t).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("cached".into(), false.into());
+            o.insert("cache".into(), written.as_ref().map(|p| p.display().to_string()).unwrap_or_default().into());
+            o.insert("size".into(), args.size.into());
+            o.insert("batch".into(), args.batch.into());
+            o.insert("shapes".into(), serde_json::to_value(&entry.shapes).unwrap_or_default());
+        }
+        println!("{v}");
+    } else {
+        print_shapes(&gpu, &entry.global, entry.size, entry.batch, &entry.shapes);
+    }
+    match written {
+        Ok(p) => {
+            if !json {
+                println!("kept in {} for every command that renders on this adapter", p.display());
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!("the tuning is done but could not be kept: {e}")),
+    }
+}
+
+fn print_shapes(gpu: &Gpu, global: &str, size: usize, batch: usize, shapes: &[featvis::tune::ShapeChoice]) {
+    println!("{}: default schedule {global}", gpu.adapter);
+    println!("per layer shape at {size} px, batch {batch} (forward + backward):");
+    for s in shapes {
+        let others: Vec<String> = s.timed.iter().filter(|(spec, _)| *spec != s.spec).map(|(spec, g)| format!("{spec} {g:.1}")).collect();
+        let others = if others.is_empty() { String::new() } else { format!("  (also timed: {})", others.join(", ")) };
+        println!("  {:<22} {:<22} {:>7.2} GFLOP/s{others}", s.shape.to_string(), s.spec, s.gflops);
+    }
 }
 
 pub fn kernel_main(args: KernelArgs) -> Result<(), String> {

@@ -6,6 +6,7 @@ mod atlas;
 mod bench;
 mod kernels;
 mod render;
+mod tuning;
 mod weights;
 
 use std::process::ExitCode;
@@ -169,9 +170,19 @@ fn whole(s: &str) -> Result<usize, String> {
 }
 
 fn adapter() -> Result<(), String> {
-    let gpu = pollster::block_on(featvis::Gpu::new()).map_err(|e| e.to_string())?;
+    let gpu = tuning::open_gpu()?;
     println!("adapter: {}", gpu.adapter);
-    println!("conv schedule: {}", gpu.conv_config().name());
+    let from = if gpu.conv_forced() {
+        " (FEATVIS_CONV)"
+    } else if gpu.conv_choices().is_empty() {
+        " (built in; `featvis tune` chooses on this device)"
+    } else {
+        " (from the tuning cache)"
+    };
+    println!("conv schedule: {}{from}", gpu.conv_config().name());
+    for (shape, c) in gpu.conv_choices() {
+        println!("  layers of {shape}: {}", c.name());
+    }
     println!("features: {:?}", gpu.features);
     let l = &gpu.limits;
     println!(

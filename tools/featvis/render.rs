@@ -295,7 +295,7 @@ pub fn main(args: RenderArgs) -> Result<(), String> {
     }
 
     render::check(&job, weights.classes()).map_err(|e| e.to_string())?;
-    let gpu = pollster::block_on(Gpu::new()).map_err(|e| e.to_string())?;
+    let gpu = crate::tuning::open_gpu()?;
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
 
     // SIGINT / SIGTERM: finish the step under way, keep the picture and the
