@@ -101,3 +101,35 @@ fn tune_chooses_keeps_and_reuses_schedules() {
     }
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// On a GPU the first render of a size tunes the schedules of its layer
+/// shapes (FEATVIS_TUNE=1 makes the CPU adapter behave so here); the next
+/// render of that size finds them in the cache; FEATVIS_TUNE=0 never tunes.
+#[test]
+fn the_first_render_of_a_size_tunes_and_the_next_reuses() {
+    let cache = std::env::temp_dir().join(format!("featvis-tune-first-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    std::fs::create_dir_all(&cache).unwrap();
+    let out = cache.join("grid.png");
+    let render = |tune: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_featvis"))
+            .args(["render", "--random-weights", "--layer", "conv2_2", "--channels", "0-1", "--size", "12", "--steps", "3", "--out"])
+            .arg(&out)
+            .env("WGPU_BACKEND", "vulkan")
+            .env("FEATVIS_CACHE_DIR", &cache)
+            .env("FEATVIS_TUNE", tune)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = render("0");
+    assert!(!err.contains("chose conv schedules") && !cache.join("tuning.json").exists(), "{err}");
+    let err = render("1");
+    assert!(err.contains("chose conv schedules for this GPU's layers at 12 px"), "{err}");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("tuning.json")).unwrap()).unwrap();
+    assert_eq!(kept["entries"][0]["shapes"].as_array().map(Vec::len), Some(featvis::tune::vgg_shapes(12).len()), "{kept}");
+    let err = render("1");
+    assert!(!err.contains("chose conv schedules"), "tuned again: {err}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -284,6 +284,7 @@ pub fn main(a: AtlasArgs) -> Result<(), String> {
     }
 
     let gpu = crate::tuning::open_gpu()?;
+    crate::tuning::tune_first_time(&gpu, a.size, a.batch, a.quiet);
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();

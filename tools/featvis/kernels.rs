@@ -62,10 +62,8 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
         eprintln!("featvis: FEATVIS_CONV is set: it forces one schedule everywhere, whatever this tuning chooses");
     }
     // This adapter's choices for this size and batch, from an earlier run.
-    let cached = (!args.force)
-        .then(|| tuning::read().and_then(|c| tuning::entry_for(&gpu, &c)))
-        .flatten()
-        .filter(|e| e.size == args.size && e.batch == args.batch);
+    let cached =
+        (!args.force).then(|| tuning::read().and_then(|c| tuning::entry_for(&gpu, &c))).flatten().filter(|e| tuning::covers(e, args.size));
     if let Some(e) = cached {
         if json {
             let v = serde_json::json!({
@@ -81,7 +79,7 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
             println!("{v}");
         } else {
             println!("from the tuning cache {cache_path} (--force tunes again):");
-            print_shapes(&gpu, &e.global, e.size, e.batch, &e.shapes);
+            print_shapes(&gpu, &e.global, &e.shapes);
         }
         return Ok(());
     }
@@ -119,7 +117,7 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let entry =
         tuning::Entry { key: tuning::key(&gpu), global: t.chosen_spec.clone(), size: args.size, batch: args.batch, shapes: choices };
-    let written = tuning::write(entry.clone());
+    let written = tuning::write(entry.clone()).map(|(path, _)| path);
     if json {
         let mut v = serde_json::to_value(&t).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
@@ -131,7 +129,8 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
         }
         println!("{v}");
     } else {
-        print_shapes(&gpu, &entry.global, entry.size, entry.batch, &entry.shapes);
+        println!("per layer shape at {} px, batch {} (forward + backward):", args.size, args.batch);
+        print_shapes(&gpu, &entry.global, &entry.shapes);
     }
     match written {
         Ok(p) => {
@@ -144,9 +143,8 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
     }
 }
 
-fn print_shapes(gpu: &Gpu, global: &str, size: usize, batch: usize, shapes: &[featvis::tune::ShapeChoice]) {
-    println!("{}: default schedule {global}", gpu.adapter);
-    println!("per layer shape at {size} px, batch {batch} (forward + backward):");
+fn print_shapes(gpu: &Gpu, global: &str, shapes: &[featvis::tune::ShapeChoice]) {
+    println!("{}: default schedule {global}; per layer shape:", gpu.adapter);
     for s in shapes {
         let others: Vec<String> = s.timed.iter().filter(|(spec, _)| *spec != s.spec).map(|(spec, g)| format!("{spec} {g:.1}")).collect();
         let others = if others.is_empty() { String::new() } else { format!("  (also timed: {})", others.join(", ")) };

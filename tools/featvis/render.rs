@@ -296,6 +296,9 @@ pub fn main(args: RenderArgs) -> Result<(), String> {
 
     render::check(&job, weights.classes()).map_err(|e| e.to_string())?;
     let gpu = crate::tuning::open_gpu()?;
+    if job.width == job.height {
+        crate::tuning::tune_first_time(&gpu, job.width, job.objectives.len().clamp(1, 16), args.quiet);
+    }
     let model = Vgg16::upload(&gpu, &weights).map_err(|e| e.to_string())?;
 
     // SIGINT / SIGTERM: finish the step under way, keep the picture and the

@@ -140,17 +140,74 @@ pub fn open_gpu() -> Result<Gpu, String> {
     Ok(gpu)
 }
 
-/// Keep `e` as this adapter's entry (other adapters' entries stay).
-pub fn write(e: Entry) -> Result<PathBuf, String> {
+/// Whether `e` holds a choice for every conv layer shape of `size` px images.
+pub fn covers(e: &Entry, size: usize) -> bool {
+    featvis::tune::vgg_shapes(size).iter().all(|s| e.shapes.iter().any(|c| c.shape == *s))
+}
+
+/// Keep `e` as this adapter's entry: its default and shapes replace what the
+/// entry had, the other shapes it had stay (other adapters' entries stay).
+/// Returns the file and the entry as kept.
+pub fn write(mut e: Entry) -> Result<(PathBuf, Entry), String> {
     let path = path().ok_or("no cache folder on this system: set FEATVIS_CACHE_DIR")?;
     let mut cache = read().unwrap_or_default();
     cache.format = FORMAT.into();
     cache.version = 1;
+    if let Some(old) = cache.entries.iter().find(|x| x.key == e.key) {
+        let keep: Vec<ShapeChoice> = old.shapes.iter().filter(|o| !e.shapes.iter().any(|n| n.shape == o.shape)).cloned().collect();
+        e.shapes.extend(keep);
+        e.shapes.sort_by_key(|c| std::cmp::Reverse(c.shape));
+    }
     cache.entries.retain(|x| x.key != e.key);
-    cache.entries.push(e);
+    cache.entries.push(e.clone());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     }
     write_atomic(&path, serde_json::to_string_pretty(&cache).unwrap_or_default().as_bytes())?;
-    Ok(path)
+    Ok((path, e))
+}
+
+/// Tune on the first render of a size on a GPU: when this adapter's cache
+/// entry has no choice for some layer shape of `size` px, check the
+/// schedules and time them on those shapes within about two seconds, keep
+/// the choices and apply them. CPU adapters keep their static choice (a
+/// tuning there takes minutes: `featvis tune` does it when asked);
+/// `FEATVIS_TUNE=0` never tunes, `FEATVIS_TUNE=1` tunes on any adapter.
+pub fn tune_first_time(gpu: &Gpu, size: usize, batch: usize, quiet: bool) {
+    let mode = std::env::var("FEATVIS_TUNE").unwrap_or_default();
+    let cpu = gpu.adapter.device_type.contains("Cpu");
+    if gpu.conv_forced() || mode == "0" || (cpu && mode != "1") {
+        return;
+    }
+    let entry = read().as_ref().and_then(|c| entry_for(gpu, c));
+    if entry.as_ref().is_some_and(|e| covers(e, size)) {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let now = move || t0.elapsed().as_secs_f64() * 1e3;
+    let result = pollster::block_on(async {
+        let t = featvis::tune::tune(gpu, &now, &mut |_| {}).await?;
+        let mut correct: Vec<&featvis::tune::Candidate> = t.candidates.iter().filter(|c| c.correct && c.error.is_none()).collect();
+        correct.sort_by(|a, b| b.gflops.total_cmp(&a.gflops));
+        let configs: Vec<ConvConfig> = correct.iter().map(|c| c.config).collect();
+        let shapes: Vec<_> = featvis::tune::vgg_shapes(size)
+            .into_iter()
+            .filter(|s| !entry.as_ref().is_some_and(|e| e.shapes.iter().any(|c| c.shape == *s)))
+            .collect();
+        let choices = featvis::tune::tune_shapes(gpu, &configs, &shapes, batch, 2000.0, &now, &mut |_, _, _| {}).await?;
+        Ok::<_, featvis::Error>(Entry { key: key(gpu), global: t.chosen_spec, size, batch, shapes: choices })
+    });
+    match result.map_err(|e| e.to_string()).and_then(write) {
+        Ok((path, kept)) => {
+            apply(gpu, &kept);
+            if !quiet {
+                eprintln!(
+                    "featvis: chose conv schedules for this GPU's layers at {size} px in {:.1} s (kept in {}; `featvis tune` shows them)",
+                    t0.elapsed().as_secs_f64(),
+                    path.display()
+                );
+            }
+        }
+        Err(e) => eprintln!("featvis: could not tune the conv schedules ({e}); using the built-in ones"),
+    }
 }
