@@ -228,6 +228,9 @@ pub struct Gpu {
     conv_choices: Mutex<std::collections::BTreeMap<ConvShape, ConvConfig>>,
     /// FEATVIS_CONV forces one schedule everywhere: per-shape choices are not used.
     conv_forced: bool,
+    /// Bytes of every tensor and uniform buffer created so far (never
+    /// decremented): the difference around a constructor is what it allocated.
+    allocated: std::sync::atomic::AtomicU64,
     /// The subgroup size when the device has subgroups of one fixed size
     /// (what a broadcast across lanes needs); 0 otherwise.
     pub subgroup_size: u32,
@@ -324,6 +327,7 @@ impl Gpu {
             conv_config: Mutex::new(conv_config),
             conv_choices: Mutex::new(Default::default()),
             conv_forced,
+            allocated: std::sync::atomic::AtomicU64::new(0),
             subgroup_size,
             kernels: Mutex::new(HashMap::new()),
             uncaptured,
@@ -453,10 +457,21 @@ impl Gpu {
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
     }
 
+    /// Bytes of every tensor and uniform buffer created on this device so
+    /// far; buffers dropped since are still counted.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, bytes: u64) {
+        self.allocated.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A zeroed tensor of `len` f32 values.
     pub fn tensor(&self, label: &str, len: usize) -> Result<Tensor> {
         let bytes = (len.max(1) * 4) as u64;
         self.check_binding(&format!("buffer `{label}` ({len} values)"), bytes)?;
+        self.count(bytes);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -471,6 +486,7 @@ impl Gpu {
         let bytes = (data.len().max(1) * 4) as u64;
         self.check_binding(&format!("buffer `{label}` ({} values)", data.len()), bytes)?;
         let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
+        self.count(contents.len() as u64);
         let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents,
@@ -634,6 +650,7 @@ impl Gpu {
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let uniform_buffer = uniform.map(|u| {
+            self.count(u.len() as u64);
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&kernel.name),
                 contents: u,

@@ -270,9 +270,17 @@ fn bench_json_parses() {
     let layers = v["layers"].as_array().unwrap();
     assert_eq!(layers.iter().map(|l| l["name"].as_str().unwrap()).collect::<Vec<_>>(), ["conv1_1", "conv2_2"]);
     for l in layers {
-        for k in ["gflop", "fwd_gflops", "bwd_gflops", "fwd_ms", "bwd_ms"] {
-            assert!(l[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {l}");
+        for k in ["gflop", "fwd_gflops", "bwd_gflops", "fwd_ms", "bwd_ms", "fwd_peak_fraction", "bwd_peak_fraction"] {
+            assert!(l[k].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()), "{k}: {l}");
         }
+        assert!(l["config"].as_str().is_some_and(|c| !c.is_empty()), "config: {l}");
+    }
+    // The adapter's peak (an FMA-bound kernel) and a step's GPU memory: only
+    // that they are there and positive (timings are not compared).
+    assert!(v["peak_gflops"].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()), "{v}");
+    assert_eq!(v["memory"]["layer"], "conv5_3", "{v}");
+    for k in ["bytes_per_image", "bytes_fixed", "weights_bytes"] {
+        assert!(v["memory"][k].as_u64().is_some_and(|x| x > 0), "memory.{k}: {v}");
     }
     assert!(v["step_ms"].as_f64().is_some_and(|x| x > 0.0) && v["step_gflops"].as_f64().is_some(), "{v}");
     assert_eq!(v["split"]["layer"], "conv1_2");

@@ -25,7 +25,7 @@ fn struct_size(m: &naga::Module, name: &str) -> u32 {
 
 #[test]
 fn uniform_structs_match_wgsl() {
-    let cases: [(&str, &str, &str, usize); 15] = [
+    let cases: [(&str, &str, &str, usize); 16] = [
         ("warp.wgsl", warp::SHADER, "WarpParams", std::mem::size_of::<warp::WarpParams>()),
         ("fourier.wgsl", fourier::SHADER, "FourierParams", std::mem::size_of::<fourier::FourierParams>()),
         ("image.wgsl", image::SHADER, "ImageParams", std::mem::size_of::<image::ImageParams>()),
@@ -41,6 +41,7 @@ fn uniform_structs_match_wgsl() {
         ("regularize.wgsl", objective::REGULARIZE_SHADER, "Reg", std::mem::size_of::<objective::ImageReg>()),
         ("relu.wgsl", objective::RELU_SHADER, "ReluParams", std::mem::size_of::<objective::ReluParams>()),
         ("objective.wgsl", objective::SHADER, "ObjParams", 48),
+        ("peak.wgsl", featvis::bench::PEAK_SHADER, "PeakParams", std::mem::size_of::<featvis::bench::PeakParams>()),
     ];
     for (file, src, name, rust) in cases {
         let m = module(file, src);

@@ -992,12 +992,21 @@ function setupBench() {
       const r = JSON.parse(json);
       for (const l of r.layers) {
         const tr = document.createElement("tr");
-        tr.innerHTML = `<td>${l.name}</td><td>${l.gflop.toFixed(3)}</td><td>${l.fwd_gflops.toFixed(2)}</td><td>${l.bwd_gflops.toFixed(2)}</td>`;
+        const pct = (f) => (f != null ? `${(100 * f).toFixed(0)} %` : "—");
+        tr.innerHTML =
+          `<td>${l.name}</td><td>${l.gflop.toFixed(3)}</td><td>${l.fwd_gflops.toFixed(2)}</td><td>${l.bwd_gflops.toFixed(2)}</td>` +
+          `<td>${pct(l.fwd_peak_fraction)} / ${pct(l.bwd_peak_fraction)}</td>`;
         body.appendChild(tr);
       }
       $("bench-table").hidden = false;
       $("bench-progress").textContent = `${r.size}×${r.size}, batch ${r.batch}, schedule ${r.conv_schedule}`;
-      $("bench-step").textContent = `Forward + backward to conv5_3: ${r.step_ms.toFixed(1)} ms per step (${r.step_gflops.toFixed(2)} GFLOP/s).`;
+      const mib = (b) => (b / 2 ** 20).toFixed(1);
+      const memory = r.memory
+        ? ` GPU memory of a step: ${mib(r.memory.bytes_per_image)} MiB per image + ${mib(r.memory.weights_bytes)} MiB of conv weights.`
+        : "";
+      $("bench-step").textContent =
+        `Peak of this device (an FMA-bound kernel): ${r.peak_gflops.toFixed(1)} GFLOP/s. ` +
+        `Forward + backward to conv5_3: ${r.step_ms.toFixed(1)} ms per step (${r.step_gflops.toFixed(2)} GFLOP/s).${memory}`;
       return json;
     } catch (e) {
       $("bench-progress").textContent = message(e);

@@ -8,10 +8,12 @@ use featvis::Gpu;
 
 use crate::whole;
 
-/// GFLOP/s of every conv layer's kernels and ms for a whole step.
+/// GFLOP/s of every conv layer's kernels (and their share of the adapter's
+/// peak), ms for a whole step, and its GPU memory per image.
 ///
 /// Forward and backward kernel of every conv layer, and a whole
-/// forward+backward step to conv5_3, on random weights (speed only).
+/// forward+backward step to conv5_3, on random weights (speed only); the
+/// peak is an FMA-bound kernel's GFLOP/s, measured once.
 #[derive(Args)]
 #[command(args_override_self = true)]
 pub struct BenchArgs {
@@ -54,18 +56,25 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
         // The header only once the network is built (no table before an error).
         if std::mem::take(&mut header) {
             println!("adapter: {}  (conv schedule {})", gpu.adapter, gpu.conv_config().name());
+            println!("peak: {:.2} GFLOP/s (an FMA-bound kernel, shaders/peak.wgsl)", l.peak_gflops);
             println!("size {size}x{size}, batch {batch}");
-            println!("{:<9} {:>8} {:>10} {:>10} {:>10} {:>10}", "layer", "GFLOP", "fwd GF/s", "bwd GF/s", "fwd ms", "bwd ms");
+            println!(
+                "{:<9} {:>8} {:>10} {:>10} {:>7} {:>7} {:>10} {:>10}  config",
+                "layer", "GFLOP", "fwd GF/s", "bwd GF/s", "fwd %", "bwd %", "fwd ms", "bwd ms"
+            );
         }
         if !json {
             println!(
-                "{:<9} {:>8.2} {:>10.2} {:>10.2} {:>10.1} {:>10.1}",
+                "{:<9} {:>8.2} {:>10.2} {:>10.2} {:>6.1}% {:>6.1}% {:>10.1} {:>10.1}  {}",
                 l.name,
                 l.gflop,
                 l.fwd_gflops(),
                 l.bwd_gflops(),
+                100.0 * l.fwd_peak_fraction(),
+                100.0 * l.bwd_peak_fraction(),
                 l.fwd_ms,
-                l.bwd_ms
+                l.bwd_ms,
+                l.config
             );
         }
     };
@@ -81,6 +90,16 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
             report.step_gflop / report.step_ms * 1e3,
             report.step_gflop
         );
+        if let Some(m) = &report.memory {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            println!(
+                "GPU memory of an optimization step to {} ({size}x{size}): {:.1} MiB per image + {:.2} MiB, and {:.1} MiB of conv weights",
+                m.layer,
+                mib(m.bytes_per_image),
+                mib(m.bytes_fixed),
+                mib(m.weights_bytes)
+            );
+        }
         if let Some(s) = &report.split {
             println!(
                 "optimization step to {} ({size}x{size}, batch {batch}): {:.1} ms; parameterization + colour + transforms + preprocessing + adjoints + Adam: {:.2} ms = {:.1}% of the step",
