@@ -113,7 +113,8 @@ gpu_test! {
 /// Generated schedules without subgroups: named accumulators, weights loaded
 /// by every invocation. Tiles that do and do not divide the cases' widths
 /// and channel counts, workgroups of one and of several subgroups.
-const UNROLLED_PLAIN: [(u32, u32, u32); 4] = [(8, 4, 8), (4, 2, 16), (3, 1, 8), (5, 8, 4)];
+// (px, co4, wg): tiles from 1 to 8 pixels (narrow layers get rows as wide as they are: Gpu::conv_config_for).
+const UNROLLED_PLAIN: [(u32, u32, u32); 6] = [(8, 4, 8), (4, 2, 16), (3, 1, 8), (5, 8, 4), (2, 4, 8), (1, 4, 8)];
 
 fn unrolled(px: u32, co4: u32, wg: u32, sg: u32) -> ConvConfig {
     ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px, co4, wg, sg })

@@ -79,9 +79,15 @@ gpu_test! {
         // The choices are the device's: leave it as it was for the other tests of this binary.
         g.set_conv_choice(shape, global);
         assert_eq!(net.schedule("conv2_1"), Some(other));
-        for layer in ["conv1_1", "conv1_2", "conv2_2"] {
+        for layer in ["conv1_1", "conv1_2"] {
             assert_eq!(net.schedule(layer), Some(global), "{layer}");
         }
+        // conv2_2 (6 px wide, not tuned): the default, with rows no wider than the layer.
+        let narrow = match global {
+            ConvConfig::Unrolled(u) if u.px > 6 => ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 6, ..u }),
+            c => c,
+        };
+        assert_eq!(net.schedule("conv2_2"), Some(narrow));
         assert_eq!(net.schedules.len(), 4);
     }
 }
