@@ -382,10 +382,11 @@ impl Gpu {
     }
 
     /// The schedule of a conv layer of `shape` in networks built from now on:
-    /// the one tuned for that shape on this device, else [`Gpu::conv_config`]
-    /// with rows of at most `shape.width` pixels per invocation (a generated
-    /// 8-pixel tile on a 4-pixel-wide layer computes half of it in vain:
-    /// 1.5–1.8× slower on llvmpipe at 4×4 and 2×2).
+    /// the one tuned for that shape on this device, else [`Gpu::conv_config`],
+    /// with rows of 4 pixels per invocation on layers at most 4 wide (a
+    /// generated 8-pixel tile on a 4-pixel-wide layer computes half of it in
+    /// vain: 1.5–1.8× slower on llvmpipe at 4×4 and 2×2). The parity tests
+    /// cover those 4-pixel variants of the built-in choices.
     pub fn conv_config_for(&self, shape: ConvShape) -> ConvConfig {
         if self.conv_forced {
             return self.conv_config();
@@ -394,9 +395,7 @@ impl Gpu {
             return c;
         }
         match self.conv_config() {
-            ConvConfig::Unrolled(u) if (u.px as usize) > shape.width && shape.width > 0 => {
-                ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: shape.width as u32, ..u })
-            }
+            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 4, ..u }),
             c => c,
         }
     }

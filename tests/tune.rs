@@ -82,12 +82,14 @@ gpu_test! {
         for layer in ["conv1_1", "conv1_2"] {
             assert_eq!(net.schedule(layer), Some(global), "{layer}");
         }
-        // conv2_2 (6 px wide, not tuned): the default, with rows no wider than the layer.
+        // conv2_2 (6 px wide, not tuned): the default.
+        assert_eq!(net.schedule("conv2_2"), Some(global));
+        assert_eq!(net.schedules.len(), 4);
+        // A layer at most 4 wide, not tuned: the default with 4-pixel rows.
         let narrow = match global {
-            ConvConfig::Unrolled(u) if u.px > 6 => ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 6, ..u }),
+            ConvConfig::Unrolled(u) if u.px > 4 => ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 4, ..u }),
             c => c,
         };
-        assert_eq!(net.schedule("conv2_2"), Some(narrow));
-        assert_eq!(net.schedules.len(), 4);
+        assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);
     }
 }
