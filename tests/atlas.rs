@@ -94,6 +94,22 @@ fn shards_split_resume_and_agree_with_one_process() {
     for f in all.iter().filter(|f| f.ends_with(".png")) {
         assert!(std::fs::read(split.join(f)).unwrap() == std::fs::read(whole.join(f)).unwrap(), "{f} depends on the sharding");
     }
+    // And two shards: disjoint, complete, the same pictures.
+    let halves = tmpdir("halves");
+    let (h1, h2) = (ok(&atlas(&halves, &["--shard", "1/2"])), ok(&atlas(&halves, &["--shard", "2/2"])));
+    assert_eq!((h1["rendered"].as_u64(), h2["rendered"].as_u64()), (Some(96), Some(96)));
+    let mut seen = BTreeSet::new();
+    for i in 1..=2 {
+        let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(halves.join(format!("shards/{i}-of-2.json"))).unwrap()).unwrap();
+        for ch in rec["channels"].as_array().unwrap() {
+            assert!(seen.insert((ch[0].as_str().unwrap().to_string(), ch[1].as_u64().unwrap())), "{ch} rendered twice");
+        }
+    }
+    assert_eq!(seen.len(), 192);
+    for f in all.iter().filter(|f| f.ends_with(".png")) {
+        assert!(std::fs::read(halves.join(f)).unwrap() == std::fs::read(whole.join(f)).unwrap(), "{f} differs with two shards");
+    }
+    let _ = std::fs::remove_dir_all(&halves);
     // A record says how to render its channel again.
     let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("conv2_1/40.json")).unwrap()).unwrap();
     assert_eq!(
