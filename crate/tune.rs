@@ -52,6 +52,14 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// The schedules that passed the check, the fastest first (the chosen
+    /// one, when any is correct): what [`tune_shapes`] times on each shape.
+    pub fn correct_fastest_first(&self) -> Vec<ConvConfig> {
+        let mut correct: Vec<&Candidate> = self.candidates.iter().filter(|c| c.correct && c.error.is_none()).collect();
+        correct.sort_by(|a, b| b.gflops.total_cmp(&a.gflops));
+        correct.iter().map(|c| c.config).collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }

@@ -40,8 +40,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn seconds(s: &str) -> Result<f64, String> {
-    s.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| "seconds".to_string())
+/// A duration option in seconds (`--min-time`, `tune --budget`).
+pub(crate) fn seconds(s: &str) -> Result<f64, String> {
+    s.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| "seconds (a number ≥ 0)".to_string())
 }
 
 pub fn main(args: BenchArgs) -> Result<(), String> {

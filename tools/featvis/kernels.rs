@@ -29,7 +29,7 @@ pub struct TuneArgs {
     #[arg(long, default_value = "1", value_parser = crate::whole)]
     batch: usize,
     /// Seconds for timing the layer shapes (the default schedule is timed on every shape regardless).
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = crate::bench::seconds)]
     budget: f64,
     /// Tune again even when the cache holds this adapter's choices for this size and batch.
     #[arg(long)]
@@ -46,10 +46,6 @@ pub struct KernelArgs {
     /// The schedule: unrolled:PX,CO4,WG[,SG].
     #[arg(long, value_name = "SPEC")]
     conv: Option<String>,
-}
-
-fn seconds(s: &str) -> Result<f64, String> {
-    s.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| "seconds (a number ≥ 0)".to_string())
 }
 
 pub fn tune_main(args: TuneArgs) -> Result<(), String> {
@@ -103,10 +99,7 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
         eprintln!("fastest correct schedule on {b}x{h}x{w}, {ci}→{co} channels (forward + backward): {}", t.chosen_spec);
         eprintln!("layer shapes at {} px, batch {} (budget {} s):", args.size, args.batch, args.budget);
     }
-    // The correct schedules, the default first, then the fastest.
-    let mut correct: Vec<&featvis::tune::Candidate> = t.candidates.iter().filter(|c| c.correct && c.error.is_none()).collect();
-    correct.sort_by(|a, b| (b.config == t.chosen_config).cmp(&(a.config == t.chosen_config)).then(b.gflops.total_cmp(&a.gflops)));
-    let configs: Vec<ConvConfig> = correct.iter().map(|c| c.config).collect();
+    let configs = t.correct_fastest_first();
     let shapes = featvis::tune::vgg_shapes(args.size);
     let mut heard = |s: &ConvShape, spec: &str, g: f64| {
         if !json {

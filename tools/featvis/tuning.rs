@@ -187,9 +187,7 @@ pub fn tune_first_time(gpu: &Gpu, size: usize, batch: usize, quiet: bool) {
     let now = move || t0.elapsed().as_secs_f64() * 1e3;
     let result = pollster::block_on(async {
         let t = featvis::tune::tune(gpu, &now, &mut |_| {}).await?;
-        let mut correct: Vec<&featvis::tune::Candidate> = t.candidates.iter().filter(|c| c.correct && c.error.is_none()).collect();
-        correct.sort_by(|a, b| b.gflops.total_cmp(&a.gflops));
-        let configs: Vec<ConvConfig> = correct.iter().map(|c| c.config).collect();
+        let configs = t.correct_fastest_first();
         let shapes: Vec<_> = featvis::tune::vgg_shapes(size)
             .into_iter()
             .filter(|s| !entry.as_ref().is_some_and(|e| e.shapes.iter().any(|c| c.shape == *s)))
