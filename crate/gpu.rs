@@ -38,6 +38,10 @@ pub enum ConvConfig {
     /// tile fully unrolled into named accumulators, weights optionally
     /// broadcast across a subgroup.
     Unrolled(crate::ops::conv_gen::Unrolled),
+    /// Generated implicit GEMM for GPUs (crate/ops/conv_gen.rs): tiles of
+    /// 16–128 pixels × 16–128 channels per workgroup, double-buffered
+    /// workgroup memory, a register tile of named accumulators.
+    Gemm(crate::ops::conv_gen::Gemm),
 }
 
 impl ConvConfig {
@@ -56,12 +60,19 @@ impl ConvConfig {
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
+    /// GPUs before tuning: the generated implicit GEMM with 64×64 tiles, 4×4
+    /// per invocation, K steps of 16 (256 invocations and 16 KiB of
+    /// workgroup memory: WebGPU's default limits).
+    pub const GPU_GEMM: ConvConfig = ConvConfig::Gemm(crate::ops::conv_gen::Gemm { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 });
+    /// GPUs before tuning, layers of at most 28×28: 32×32 tiles, 64 invocations.
+    pub const GPU_GEMM_SMALL: ConvConfig = ConvConfig::Gemm(crate::ops::conv_gen::Gemm { bm: 32, bn: 32, bk: 16, tm: 4, tn: 4 });
 
     pub fn name(&self) -> String {
         match self {
             ConvConfig::Register { px, co4, wg } => format!("register(px={px},co={},wg={wg})", co4 * 4),
             ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
             ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
+            ConvConfig::Gemm(g) => format!("gemm({}x{},k{},{}x{})", g.bm, g.bn, g.bk, g.tm, g.tn),
         }
     }
 
@@ -71,14 +82,22 @@ impl ConvConfig {
             ConvConfig::Register { px, co4, wg } => format!("register:{px},{co4},{wg}"),
             ConvConfig::Tiled => "tiled".to_string(),
             ConvConfig::Unrolled(u) => format!("unrolled:{},{},{},{}", u.px, u.co4, u.wg, u.sg),
+            ConvConfig::Gemm(g) => format!("gemm:{},{},{},{},{}", g.bm, g.bn, g.bk, g.tm, g.tn),
         }
     }
 
     /// Parse `tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG
-    /// 1..=256) or `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups).
+    /// 1..=256), `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups)
+    /// or `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`]).
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
+        }
+        if let Some(rest) = text.strip_prefix("gemm:") {
+            let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+            let [bm, bn, bk, tm, tn] = nums[..] else { return None };
+            let g = crate::ops::conv_gen::Gemm { bm, bn, bk, tm, tn };
+            return g.is_valid().then_some(ConvConfig::Gemm(g));
         }
         if let Some(rest) = text.strip_prefix("unrolled:") {
             let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
@@ -343,7 +362,7 @@ impl Gpu {
             let v = std::env::var("FEATVIS_CONV").ok()?;
             let c = ConvConfig::parse(&v);
             if c.is_none() {
-                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, or `unrolled:PX,CO4,WG[,SG]`");
+                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, `unrolled:PX,CO4,WG[,SG]` or `gemm:BM,BN,BK,TM,TN`");
             }
             c
         }
@@ -362,7 +381,7 @@ impl Gpu {
         } else if text.contains("llvmpipe") || info.device_type == wgpu::DeviceType::Cpu {
             ConvConfig::LLVMPIPE
         } else if limits.max_compute_invocations_per_workgroup >= 256 && limits.max_compute_workgroup_storage_size >= 16384 {
-            ConvConfig::TILED
+            ConvConfig::GPU_GEMM
         } else {
             ConvConfig::SWIFTSHADER
         }
@@ -396,6 +415,9 @@ impl Gpu {
         }
         match self.conv_config() {
             ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 4, ..u }),
+            // 64-pixel tiles give a 14×14 layer of 512 channels 32 workgroups
+            // per image: too few to fill a GPU until tuning has timed it.
+            ConvConfig::Gemm(g) if g.bm > 32 && shape.height * shape.width <= 28 * 28 => ConvConfig::GPU_GEMM_SMALL,
             c => c,
         }
     }

@@ -68,13 +68,46 @@ impl Tuning {
 /// A schedule is correct when it is within this of the reference.
 pub const TOLERANCE: f64 = 1e-4;
 
-/// The schedules worth timing on `gpu`: the hand-written ones and generated
-/// tiles of 4–8 pixels × 8–32 channels, with subgroup broadcast where the
-/// device has fixed-size subgroups.
+/// The implicit-GEMM tiles a GPU is offered (those its limits allow):
+/// (pixels, channels, K step, pixels and channels per invocation). Large
+/// tiles for the wide early layers, 32-pixel tiles and 64 invocations for the
+/// 28×28 and 14×14 layers, where 128-pixel tiles would leave most of a GPU idle.
+pub const GEMM_TILES: [(u32, u32, u32, u32, u32); 11] = [
+    (64, 64, 16, 4, 4),
+    (64, 64, 8, 4, 4),
+    (64, 64, 32, 4, 4),
+    (128, 128, 8, 8, 8),
+    (128, 128, 16, 8, 8),
+    (128, 64, 16, 8, 4),
+    (64, 128, 16, 4, 8),
+    (128, 64, 8, 8, 8),
+    (64, 64, 16, 8, 8),
+    (32, 64, 16, 4, 4),
+    (32, 32, 16, 4, 4),
+];
+
+/// The schedules worth timing on `gpu`: the hand-written ones, generated
+/// tiles of 4–8 pixels × 8–32 channels (with subgroup broadcast where the
+/// device has fixed-size subgroups), and on GPUs the implicit-GEMM family of
+/// [`GEMM_TILES`] within the device's workgroup limits (CPU adapters run
+/// those correctly, the parity tests check it, but several times slower than
+/// the register tiles, so they are not timed there).
 pub fn candidates(gpu: &Gpu) -> Vec<ConvConfig> {
     let mut out = vec![ConvConfig::LLVMPIPE, ConvConfig::SWIFTSHADER];
     if gpu.limits.max_compute_invocations_per_workgroup >= 256 && gpu.limits.max_compute_workgroup_storage_size >= 16384 {
         out.push(ConvConfig::TILED);
+    }
+    if !gpu.adapter.device_type.contains("Cpu") {
+        for (bm, bn, bk, tm, tn) in GEMM_TILES {
+            let g = crate::ops::conv_gen::Gemm { bm, bn, bk, tm, tn };
+            let l = &gpu.limits;
+            if g.is_valid()
+                && g.threads() <= l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x)
+                && g.workgroup_bytes() <= l.max_compute_workgroup_storage_size
+            {
+                out.push(ConvConfig::Gemm(g));
+            }
+        }
     }
     let sg = gpu.subgroup_size;
     for (px, co4) in [(8, 4), (8, 8), (4, 4), (8, 2)] {

@@ -174,3 +174,43 @@ gpu_test! {
         check_forward(config, (1, 66_000, 3, 4, 4), true, 99).await;
     }
 }
+
+/// The implicit-GEMM family for GPUs (crate/ops/conv_gen.rs): every tile
+/// axis at both ends of its range, K steps wider than some cases' input
+/// channels (3, 5) and narrower than others' (130), tiles larger than whole
+/// images and partial tiles at every edge, forward with and without ReLU,
+/// backward with and without the mask. A configuration over the device's
+/// workgroup limits is refused with a message that names them.
+const GEMM: [(u32, u32, u32, u32, u32); 8] = [
+    (64, 64, 16, 4, 4),
+    (32, 32, 16, 4, 4),
+    (128, 128, 8, 8, 8),
+    (32, 64, 16, 4, 4),
+    (64, 128, 16, 4, 8),
+    (16, 16, 16, 1, 4),
+    (64, 64, 4, 8, 8),
+    (128, 64, 32, 8, 4),
+];
+
+gpu_test! {
+    async fn conv_forward_and_backward_gemm_family() {
+        let g = common::gpu().await;
+        for (k, &(bm, bn, bk, tm, tn)) in GEMM.iter().enumerate() {
+            let gm = featvis::ops::conv_gen::Gemm { bm, bn, bk, tm, tn };
+            assert!(gm.is_valid(), "{gm:?}");
+            let config = ConvConfig::Gemm(gm);
+            if gm.workgroup_bytes() > g.limits.max_compute_workgroup_storage_size || gm.threads() > g.limits.max_compute_invocations_per_workgroup {
+                let w = conv::ConvWeights::new(g, "test", 4, 4, &[0.0; 144], &[0.0; 4]).unwrap();
+                let s = Shape::new(1, 3, 3, 4);
+                let t = g.tensor("t", s.padded_len()).unwrap();
+                let e = conv::forward(g, config, &w, s, &t, &t, false).await.err().expect("over the limits: refused");
+                assert!(e.to_string().contains("bytes of workgroup memory"), "{e}");
+                continue;
+            }
+            for (i, case) in CASES.iter().enumerate() {
+                check_forward(config, *case, (i + k) % 2 == 0, 460 + (k * 10 + i) as u64).await;
+                check_backward(config, *case, (i + k) % 2 == 1, 560 + (k * 10 + i) as u64).await;
+            }
+        }
+    }
+}

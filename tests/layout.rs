@@ -109,3 +109,51 @@ fn every_generated_conv_kernel_is_valid_wgsl_alone() {
     assert_eq!(featvis::ConvConfig::parse("unrolled:8,4,8").map(|c| c.name()).as_deref(), Some("unrolled(px=8,co=16,wg=8,sg=0)"));
     assert!(featvis::ConvConfig::parse("unrolled:8,4,12,8").is_none());
 }
+
+/// Every implicit-GEMM configuration the generator accepts (the whole space,
+/// not a sample) is valid WGSL alone, with the conv uniform and entry
+/// points, named accumulators and a double buffer of the advertised size.
+#[test]
+fn every_generated_gemm_kernel_is_valid_wgsl_alone() {
+    use featvis::ops::conv_gen::{gemm_wgsl, Gemm};
+    let p2 = |lo: u32, hi: u32| (0..8).map(|i| 1u32 << i).filter(move |v| (lo..=hi).contains(v));
+    let mut n = 0;
+    for bm in p2(16, 128) {
+        for bn in p2(16, 128) {
+            for bk in p2(4, 32) {
+                for tm in p2(1, 8) {
+                    for tn in [4, 8] {
+                        let g = Gemm { bm, bn, bk, tm, tn };
+                        if !g.is_valid() {
+                            continue;
+                        }
+                        let src = gemm_wgsl(g);
+                        let m = module(&g.name(), &src);
+                        assert_eq!(struct_size(&m, "ConvParams") as usize, std::mem::size_of::<conv::ConvParams>(), "{}", g.name());
+                        let entries: Vec<&str> = m.entry_points.iter().map(|e| e.name.as_str()).collect();
+                        assert_eq!(entries, ["conv3x3_forward_gemm", "conv3x3_backward_input_gemm"], "{}", g.name());
+                        assert!(src.contains(&format!("var a{}_{} = vec4<f32>(0.0);", tm - 1, tn / 4 - 1)), "{}", g.name());
+                        let wg_bytes: u32 = m
+                            .global_variables
+                            .iter()
+                            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+                            .map(|(_, v)| m.types[v.ty].inner.size(m.to_ctx()))
+                            .sum();
+                        assert_eq!(wg_bytes, g.workgroup_bytes(), "{}", g.name());
+                        let spec = featvis::gpu::specialize(&g.name(), &src, &[("RELU_INPUT", 1), ("MASK_OUTPUT", 1)]).unwrap();
+                        module(&g.name(), &spec);
+                        let parsed = featvis::ConvConfig::parse(&featvis::ConvConfig::Gemm(g).spec());
+                        assert_eq!(parsed, Some(featvis::ConvConfig::Gemm(g)));
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(n >= 100, "only {n} configurations");
+    eprintln!("{n} gemm configurations valid");
+    for bad in ["gemm:64,64,16,4,3", "gemm:256,64,16,4,4", "gemm:64,64,2,4,4", "gemm:16,16,4,4,4", "gemm:128,128,32,2,4", "gemm:64,64,16,4"]
+    {
+        assert!(featvis::ConvConfig::parse(bad).is_none(), "{bad}");
+    }
+}

@@ -115,6 +115,8 @@ fn entry(config: ConvConfig, backward: bool) -> &'static str {
         (ConvConfig::Register { .. }, true) => "conv3x3_backward_input_register",
         (ConvConfig::Tiled, false) => "conv3x3_forward_tiled",
         (ConvConfig::Tiled, true) => "conv3x3_backward_input_tiled",
+        (ConvConfig::Gemm(_), false) => "conv3x3_forward_gemm",
+        (ConvConfig::Gemm(_), true) => "conv3x3_backward_input_gemm",
     }
 }
 
@@ -133,6 +135,7 @@ pub fn effective(config: ConvConfig, cout: usize) -> ConvConfig {
             ConvConfig::Register { px: px_eff, co4: co4_eff, wg }
         }
         ConvConfig::Tiled => ConvConfig::Tiled,
+        ConvConfig::Gemm(g) => ConvConfig::Gemm(g),
         ConvConfig::Unrolled(u) => {
             let avail = c4(cout).max(1);
             let pow2 = 1u32 << (usize::BITS - 1 - avail.leading_zeros());
@@ -167,6 +170,26 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
             source = std::borrow::Cow::Owned(super::conv_gen::wgsl(u));
             workgroup_size = u.wg;
         }
+        ConvConfig::Gemm(g) => {
+            let limits = &gpu.limits;
+            if g.threads() > limits.max_compute_invocations_per_workgroup
+                || g.threads() > limits.max_compute_workgroup_size_x
+                || g.workgroup_bytes() > limits.max_compute_workgroup_storage_size
+            {
+                return Err(Error::Invalid(format!(
+                    "conv schedule {} needs workgroups of {} invocations and {} bytes of workgroup memory; this device allows {} and {} bytes: \
+                     pick smaller tiles (or run `featvis tune`)",
+                    config.name(),
+                    g.threads(),
+                    g.workgroup_bytes(),
+                    limits.max_compute_invocations_per_workgroup,
+                    limits.max_compute_workgroup_storage_size
+                )));
+            }
+            shader = g.name();
+            source = std::borrow::Cow::Owned(super::conv_gen::gemm_wgsl(g));
+            workgroup_size = g.threads();
+        }
         ConvConfig::Tiled => {}
     }
     if backward {
@@ -193,6 +216,11 @@ fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, c
     };
     let (tiles_x, tiles_co, total, groups) = match register {
         ConvConfig::Unrolled(_) => unreachable!("mapped to its register tiles above"),
+        ConvConfig::Gemm(g) => {
+            let tm = pixels.div_ceil(g.bm as usize);
+            let tc = c4(cout).div_ceil(g.bn as usize / 4);
+            (tm, tc, pixels, (tm * tc) as u64)
+        }
         ConvConfig::Register { px, co4, wg } => {
             let tx = shape.width.div_ceil(px as usize);
             let tc = c4(cout).div_ceil(co4 as usize);

@@ -146,16 +146,21 @@ fn print_shapes(gpu: &Gpu, global: &str, shapes: &[featvis::tune::ShapeChoice]) 
 }
 
 pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
-    let spec = args.conv.ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG]")?;
+    let spec = args.conv.ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG] or --conv gemm:BM,BN,BK,TM,TN")?;
     let spec = spec.as_str();
     match ConvConfig::parse(spec) {
         Some(ConvConfig::Unrolled(u)) => {
             print!("{}", featvis::ops::conv_gen::wgsl(u));
             Ok(())
         }
-        Some(other) => Err(format!("{} is hand-written: see shaders/conv.wgsl (only unrolled:… schedules are generated)", other.name())),
+        Some(ConvConfig::Gemm(g)) => {
+            print!("{}", featvis::ops::conv_gen::gemm_wgsl(g));
+            Ok(())
+        }
+        Some(other) => Err(format!("{} is hand-written: see shaders/conv.wgsl (only unrolled:… and gemm:… schedules are generated)", other.name())),
         None => Err(format!(
-            "--conv expects unrolled:PX,CO4,WG[,SG] with PX 1..=16, CO4 1..=8, PX·CO4 ≤ 64, WG a multiple of SG — got `{spec}`"
+            "--conv expects unrolled:PX,CO4,WG[,SG] with PX 1..=16, CO4 1..=8, PX·CO4 ≤ 64, WG a multiple of SG, \
+             or gemm:BM,BN,BK,TM,TN with BM, BN 16..=128, BK 4..=32, TM 1..=8, TN 4 or 8 (powers of two), 32..=256 invocations — got `{spec}`"
         )),
     }
 }
