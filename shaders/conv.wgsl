@@ -13,7 +13,10 @@
 //   *_register: one invocation computes PX pixels of a row × CO4 vec4s of output
 //               channels, no workgroup memory (fast on llvmpipe / SwiftShader);
 //   *_tiled:    implicit GEMM, 64 pixels × 64 channels per workgroup of 256,
-//               staged through workgroup memory (for real GPUs).
+//               staged through workgroup memory.
+// crate/ops/conv_gen.rs generates two more families on the same bindings:
+// unrolled register tiles (with subgroup broadcast) and the implicit-GEMM
+// family for GPUs (double-buffered tiles of 16–128 × 16–128).
 
 const PX: u32 = 16u;        // pixels per invocation (register schedule)
 const CO4: u32 = 4u;        // output-channel vec4s per invocation (register schedule)
