@@ -55,8 +55,10 @@ impl ConvConfig {
     pub const TILED: ConvConfig = ConvConfig::Tiled;
     /// SwiftShader (no subgroups through wgpu's WebGPU backend): 8 pixels ×
     /// 16 channels in named accumulators, 1.3–1.6× the register schedule at
-    /// 64 px in `tools/browser-bench.mjs`.
-    pub const SWIFTSHADER_UNROLLED: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 0 });
+    /// 64 px in `tools/browser-bench.mjs`; workgroups of 4, SwiftShader's
+    /// SIMD width (workgroups of 2 or 1 run 2–4× slower), so that a layer of
+    /// 4 rows fills every lane where workgroups of 8 left half of them idle.
+    pub const SWIFTSHADER_UNROLLED: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 4, sg: 0 });
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
@@ -120,6 +122,17 @@ impl ConvConfig {
             _ => None,
         }
     }
+}
+
+/// The variant of a generated schedule for layers at most 4 pixels wide:
+/// rows of 4 pixels. Without subgroups (SwiftShader) the channels per
+/// invocation double, keeping the accumulator count: each input vec4 then
+/// feeds twice the multiply-adds, 3.6–4.0 GFLOP/s on the 4×4 conv5 layers at
+/// 64 px instead of 2.6–3.0 with 4 × 16. With subgroup broadcast (llvmpipe)
+/// the channels stay (the broadcast rounds would double).
+pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> crate::ops::conv_gen::Unrolled {
+    let co4 = if u.sg == 0 { (u.co4 * u.px / 4).min(8) } else { u.co4 };
+    crate::ops::conv_gen::Unrolled { px: 4, co4, ..u }
 }
 
 /// What we know of the adapter, in words.
@@ -414,7 +427,7 @@ impl Gpu {
             return c;
         }
         match self.conv_config() {
-            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 4, ..u }),
+            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => ConvConfig::Unrolled(narrow_rows(u)),
             // 64-pixel tiles give a 14×14 layer of 512 channels 32 workgroups
             // per image: too few to fill a GPU until tuning has timed it.
             ConvConfig::Gemm(g) if g.bm > 32 && shape.height * shape.width <= 28 * 28 => ConvConfig::GPU_GEMM_SMALL,

@@ -271,10 +271,13 @@ pub fn check(job: &Job, classes: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> f64 {
+/// A clock in milliseconds: `performance.now()` in a browser (Date.now()
+/// has whole milliseconds only, too coarse for one kernel), a monotonic
+/// clock natively.
+pub fn now_ms() -> f64 {
     #[cfg(target_arch = "wasm32")]
     {
-        js_sys::Date::now()
+        web_sys::window().and_then(|w| w.performance()).map_or_else(js_sys::Date::now, |p| p.now())
     }
     #[cfg(not(target_arch = "wasm32"))]
     {

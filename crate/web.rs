@@ -324,7 +324,7 @@ impl Engine {
     /// candidate's schedule name. Returns the report as JSON
     /// `{adapter, shape, chosen, candidates: [{schedule, max_rel_error, correct, gflops, error}]}`.
     pub async fn tune(&self, progress: Option<js_sys::Function>) -> Result<String, JsError> {
-        let now = || js_sys::Date::now();
+        let now = crate::render::now_ms;
         let mut report = |c: &crate::tune::Candidate| {
             if let Some(f) = &progress {
                 let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&c.schedule));
@@ -340,7 +340,7 @@ impl Engine {
     /// Returns the report as a JSON string.
     pub async fn bench(&self, size: usize, batch: usize, layers: String, progress: Option<js_sys::Function>) -> Result<String, JsError> {
         let layers: Vec<String> = layers.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        let now = || js_sys::Date::now();
+        let now = crate::render::now_ms;
         let mut report = |l: &crate::bench::LayerFigures| {
             if let Some(f) = &progress {
                 let _ = f.call1(&JsValue::NULL, &JsValue::from_str(l.name));
