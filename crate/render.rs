@@ -190,6 +190,10 @@ pub struct Output {
     /// Milliseconds per optimization step of one batch (GPU time waited on,
     /// pipeline set-up and readbacks excluded).
     pub ms_per_step: f64,
+    /// The median step of this process (steps before a resume not counted):
+    /// on a machine shared with other work the mean carries every
+    /// interruption, the median is the step's own cost.
+    pub ms_per_step_median: f64,
 }
 
 /// The most images of `height`×`width` that fit in one batch on this device:
@@ -385,6 +389,8 @@ pub struct Render {
     snapshots: Vec<Snapshot>,
     batch: usize,
     step_ms: f64,
+    /// Each step's milliseconds, in this process.
+    step_times: Vec<f32>,
     done: u64,
     total: u64,
     steps_done: u32,
@@ -445,6 +451,7 @@ impl Render {
             images: Vec::with_capacity(n),
             snapshots: job.snapshots.iter().map(|&step| Snapshot { step, images: Vec::with_capacity(n) }).collect(),
             step_ms: 0.0,
+            step_times: Vec::new(),
             done: 0,
             steps_done: 0,
             cancelled: false,
@@ -507,7 +514,9 @@ impl Render {
             gpu.sync().await?;
             None
         };
-        self.step_ms += now_ms() - t0;
+        let ms = now_ms() - t0;
+        self.step_ms += ms;
+        self.step_times.push(ms as f32);
         self.steps_done = step;
         self.done += 1;
         let values = if every(job.values_every) { Some(p.evaluate(gpu).await?) } else { None };
@@ -650,6 +659,13 @@ impl Render {
     pub fn output(&self) -> Output {
         let n = self.job.objectives.len();
         let ms_per_step = if self.done > 0 { self.step_ms / self.done as f64 } else { 0.0 };
+        let mut times = self.step_times.clone();
+        times.sort_by(f32::total_cmp);
+        let ms_per_step_median = match times.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => times[n / 2] as f64,
+            n => (times[n / 2 - 1] as f64 + times[n / 2] as f64) / 2.0,
+        };
         Output {
             images: self.images.clone(),
             snapshots: self.snapshots.iter().filter(|s| s.images.len() == n).cloned().collect(),
@@ -658,6 +674,7 @@ impl Render {
             steps_done: self.steps_done,
             cancelled: self.cancelled,
             ms_per_step,
+            ms_per_step_median,
         }
     }
 }

@@ -29,8 +29,11 @@ pub struct RenderReport {
     pub steps: u32,
     pub steps_done: u32,
     pub cancelled: bool,
-    /// Milliseconds per optimization step of one batch.
+    /// Milliseconds per optimization step of one batch: the mean, and the
+    /// median step (the step's own cost on a machine shared with other work).
     pub ms_per_step: f64,
+    #[serde(default)]
+    pub ms_per_step_median: f64,
     /// Images per batch and the number of batches.
     pub batch: usize,
     pub batches: usize,
@@ -53,6 +56,7 @@ impl RenderReport {
             steps_done: out.steps_done,
             cancelled: out.cancelled,
             ms_per_step: out.ms_per_step,
+            ms_per_step_median: out.ms_per_step_median,
             batch: out.batch,
             batches: out.batches,
             transforms: job.transforms.name().to_string(),

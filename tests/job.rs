@@ -117,6 +117,7 @@ fn the_report_is_standard_json_both_ways() {
         steps_done: 32,
         cancelled: false,
         ms_per_step: 12.5,
+        ms_per_step_median: 12.0,
         batch: 4,
         batches: 1,
         transforms: "distill".into(),
@@ -132,7 +133,7 @@ fn the_report_is_standard_json_both_ways() {
     };
     let text = report.to_json();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for key in ["adapter", "size", "steps", "ms_per_step", "batch", "batches", "transforms", "files", "images"] {
+    for key in ["adapter", "size", "steps", "ms_per_step", "ms_per_step_median", "batch", "batches", "transforms", "files", "images"] {
         assert!(v.get(key).is_some(), "{key} missing in {text}");
     }
     assert_eq!(v["images"][0]["final_activation"], 300.25);

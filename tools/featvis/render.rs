@@ -394,9 +394,10 @@ pub fn main(args: RenderArgs) -> Result<(), String> {
             eprintln!("  {}: {:.4} → {:.4}", img.objective, img.initial, img.last);
         }
         eprintln!(
-            "wrote {} ({gw}x{gh}); {:.1} ms per step ({} image{} per batch, {} batch{}) on {}; weights: {weights_name}",
+            "wrote {} ({gw}x{gh}); {:.1} ms per step, median {:.1} ({} image{} per batch, {} batch{}) on {}; weights: {weights_name}",
             out.display(),
             output.ms_per_step,
+            output.ms_per_step_median,
             output.batch,
             if output.batch == 1 { "" } else { "s" },
             output.batches,
