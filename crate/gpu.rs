@@ -292,7 +292,8 @@ impl Gpu {
 
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
-        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        // TIMESTAMP_QUERY: the tuner times candidates on the GPU's own clock.
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -738,6 +739,81 @@ impl Gpu {
             return Err(Error::from_wgpu(&format!("{what} [{}]", names()), e));
         }
         Ok(())
+    }
+
+    /// Whether [`Gpu::time_on_device`] can time work on the GPU's own clock.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Milliseconds the GPU spent on `dispatches` (one compute pass, one
+    /// submit), from timestamp queries written at the pass's start and end:
+    /// no submit, wait or readback cost in it. `None` where the device has
+    /// no timestamp queries (time it with a wall clock instead).
+    pub async fn time_on_device(&self, what: &str, dispatches: &[&Dispatch]) -> Result<Option<f64>> {
+        if !self.has_timestamps() {
+            return Ok(None);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some(&format!("{what} timestamps")),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{what} timestamps")),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{what} timestamps readback")),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(what),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
+            });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+        encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, 16);
+        self.queue.submit([encoder.finish()]);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::from_wgpu(what, e));
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
+        let mapped =
+            rx.await.map_err(|_| Error::Readback { buffer: format!("{what} timestamps"), message: "the device was lost".into() })?;
+        mapped.map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
+        let ticks: [u64; 2] = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
+            let t: &[u8] = &view;
+            [u64::from_le_bytes(t[0..8].try_into().unwrap_or_default()), u64::from_le_bytes(t[8..16].try_into().unwrap_or_default())]
+        };
+        staging.unmap();
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
+        Ok(Some(ns / 1e6))
     }
 
     /// Wait until the GPU has finished all submitted work.

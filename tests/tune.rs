@@ -93,3 +93,40 @@ gpu_test! {
         assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);
     }
 }
+
+gpu_test! {
+    /// The GPU's own clock (timestamp queries), which the tuner uses where
+    /// the device has it: positive, never longer than the wall-clock time of
+    /// the same call (submit, work, wait and readback), and four times the
+    /// work reads clearly longer than once. Without timestamp queries the
+    /// call says so (None) and the tuner names the wall clock.
+    async fn the_gpu_clock_times_work_where_the_device_has_one() {
+        use featvis::ops::{conv, Shape};
+        let g = common::gpu().await;
+        let s = Shape::new(1, 32, 32, 64);
+        let mut rng = featvis::rng::Rng::new(3);
+        let w = conv::ConvWeights::new(g, "clock", 64, 64, &rng.normal_vec(9 * 64 * 64, 0.05), &[0.0; 64]).unwrap();
+        let x = g.tensor_from("clock x", &rng.normal_vec(s.padded_len(), 1.0)).unwrap();
+        let y = g.tensor("clock y", s.padded_len()).unwrap();
+        let d = conv::forward(g, g.conv_config(), &w, s, &x, &y, true).await.unwrap();
+        if !g.has_timestamps() {
+            assert_eq!(g.time_on_device("clock", &[&d]).await.unwrap(), None);
+            assert!(tune::clock(g).starts_with("wall clock"), "{}", tune::clock(g));
+            common::log("no timestamp queries on this device: the tuner uses the wall clock");
+            return;
+        }
+        assert!(tune::clock(g).starts_with("GPU timestamp"), "{}", tune::clock(g));
+        g.run("clock warm-up", &[&d]).await.unwrap();
+        let (mut once, mut four) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..3 {
+            let t0 = now();
+            let t = g.time_on_device("clock", &[&d]).await.unwrap().expect("timestamps");
+            let wall = now() - t0;
+            assert!(t > 0.0 && t <= wall + 0.5, "GPU clock {t} ms, wall clock {wall} ms");
+            once = once.min(t);
+            four = four.min(g.time_on_device("clock", &[&d, &d, &d, &d]).await.unwrap().expect("timestamps"));
+        }
+        common::log(&format!("conv 32x32 64→64 on the GPU clock: {once:.3} ms once, {four:.3} ms four times"));
+        assert!(four > 1.5 * once, "four passes {four} ms against one {once} ms");
+    }
+}

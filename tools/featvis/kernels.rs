@@ -82,6 +82,7 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
 
     if !json {
         eprintln!("adapter: {} (starts on {})", gpu.adapter, gpu.conv_config().name());
+        eprintln!("timed with {}", featvis::tune::clock(&gpu));
     }
     let mut show = |c: &featvis::tune::Candidate| {
         if !json {
