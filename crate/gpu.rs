@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, LimitExceeded, Result};
 
 /// How a binding of a kernel is used. Every kernel's bind-group layout is
@@ -42,6 +40,9 @@ pub enum ConvConfig {
     /// 16–128 pixels × 16–128 channels per workgroup, double-buffered
     /// workgroup memory, a register tile of named accumulators.
     Gemm(crate::ops::conv_gen::Gemm),
+    /// Generated 2-D register tiles with the workgroup's lanes over channel
+    /// tiles (crate/ops/conv_gen.rs), for CPU adapters without subgroups.
+    Patch(crate::ops::conv_gen::Patch),
 }
 
 impl ConvConfig {
@@ -75,6 +76,7 @@ impl ConvConfig {
             ConvConfig::Tiled => "tiled(64x64,4x4,k16)".to_string(),
             ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm({}x{},k{},{}x{})", g.bm, g.bn, g.bk, g.tm, g.tn),
+            ConvConfig::Patch(t) => format!("patch({}x{},co={},wg={})", t.th, t.tw, t.co4 * 4, t.wg),
         }
     }
 
@@ -85,15 +87,23 @@ impl ConvConfig {
             ConvConfig::Tiled => "tiled".to_string(),
             ConvConfig::Unrolled(u) => format!("unrolled:{},{},{},{}", u.px, u.co4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm:{},{},{},{},{}", g.bm, g.bn, g.bk, g.tm, g.tn),
+            ConvConfig::Patch(t) => format!("patch:{},{},{},{}", t.th, t.tw, t.co4, t.wg),
         }
     }
 
     /// Parse `tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG
     /// 1..=256), `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups)
-    /// or `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`]).
+    /// `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`])
+    /// or `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]).
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
+        }
+        if let Some(rest) = text.strip_prefix("patch:") {
+            let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+            let [th, tw, co4, wg] = nums[..] else { return None };
+            let t = crate::ops::conv_gen::Patch { th, tw, co4, wg };
+            return t.is_valid().then_some(ConvConfig::Patch(t));
         }
         if let Some(rest) = text.strip_prefix("gemm:") {
             let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
@@ -124,15 +134,18 @@ impl ConvConfig {
     }
 }
 
-/// The variant of a generated schedule for layers at most 4 pixels wide:
-/// rows of 4 pixels. Without subgroups (SwiftShader) the channels per
-/// invocation double, keeping the accumulator count: each input vec4 then
-/// feeds twice the multiply-adds, 3.6–4.0 GFLOP/s on the 4×4 conv5 layers at
-/// 64 px instead of 2.6–3.0 with 4 × 16. With subgroup broadcast (llvmpipe)
-/// the channels stay (the broadcast rounds would double).
-pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> crate::ops::conv_gen::Unrolled {
-    let co4 = if u.sg == 0 { (u.co4 * u.px / 4).min(8) } else { u.co4 };
-    crate::ops::conv_gen::Unrolled { px: 4, co4, ..u }
+/// The schedule for layers at most 4 pixels wide in place of a generated
+/// row tile `u`. With subgroup broadcast (llvmpipe): rows of 4 pixels, the
+/// same channels. Without (SwiftShader): 2-D tiles of 4×4 pixels × 8
+/// channels, 8 lanes over channel tiles ([`crate::ops::conv_gen::Patch`]):
+/// each weight vec4 feeds 16 pixels, 4.3–5.4 GFLOP/s on the 4×4 conv5 layers
+/// at 64 px against 2.6–3.0 for rows of 4 × 16 channels and 3.6–3.9 for 4 × 32.
+pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> ConvConfig {
+    if u.sg == 0 {
+        ConvConfig::Patch(crate::ops::conv_gen::Patch { th: 4, tw: 4, co4: 2, wg: 8 })
+    } else {
+        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 4, ..u })
+    }
 }
 
 /// What we know of the adapter, in words.
@@ -376,7 +389,7 @@ impl Gpu {
             let v = std::env::var("FEATVIS_CONV").ok()?;
             let c = ConvConfig::parse(&v);
             if c.is_none() {
-                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, `unrolled:PX,CO4,WG[,SG]` or `gemm:BM,BN,BK,TM,TN`");
+                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, `unrolled:PX,CO4,WG[,SG]`, `gemm:BM,BN,BK,TM,TN` or `patch:TH,TW,CO4,WG`");
             }
             c
         }
@@ -428,7 +441,7 @@ impl Gpu {
             return c;
         }
         match self.conv_config() {
-            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => ConvConfig::Unrolled(narrow_rows(u)),
+            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => narrow_rows(u),
             // 64-pixel tiles give a 14×14 layer of 512 channels 32 workgroups
             // per image: too few to fill a GPU until tuning has timed it.
             ConvConfig::Gemm(g) if g.bm > 32 && shape.height * shape.width <= 28 * 28 => ConvConfig::GPU_GEMM_SMALL,
@@ -531,11 +544,16 @@ impl Gpu {
         self.check_binding(&format!("buffer `{label}` ({} values)", data.len()), bytes)?;
         let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
         self.count(contents.len() as u64);
-        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        // create_buffer + write_buffer, not a buffer mapped at creation: on a
+        // lost device the browser throws from createBuffer(mappedAtCreation)
+        // and wgpu would panic, where this way the loss is reported as an error.
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents,
+            size: contents.len() as u64,
             usage: Self::storage_usage(),
+            mapped_at_creation: false,
         });
+        self.queue.write_buffer(&buffer, 0, contents);
         Ok(Tensor { buffer, len: data.len(), label: label.to_string() })
     }
 
@@ -695,11 +713,15 @@ impl Gpu {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let uniform_buffer = uniform.map(|u| {
             self.count(u.len() as u64);
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            // Not mapped at creation: see tensor_from.
+            let b = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&kernel.name),
-                contents: u,
+                size: u.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+                mapped_at_creation: false,
+            });
+            self.queue.write_buffer(&b, 0, u);
+            b
         });
         let mut entries = Vec::new();
         if let Some(u) = &uniform_buffer {

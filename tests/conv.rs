@@ -113,8 +113,7 @@ gpu_test! {
 /// Generated schedules without subgroups: named accumulators, weights loaded
 /// by every invocation. Tiles that do and do not divide the cases' widths
 /// and channel counts, workgroups of one and of several subgroups.
-// (px, co4, wg); (8, 4, 4) is SwiftShader's default and (4, 8, 4) what its
-// layers at most 4 wide get (Gpu::conv_config_for, featvis::gpu::narrow_rows).
+// (px, co4, wg); (8, 4, 4) is SwiftShader's default.
 const UNROLLED_PLAIN: [(u32, u32, u32); 6] = [(8, 4, 4), (4, 8, 4), (4, 2, 16), (3, 1, 8), (5, 8, 4), (4, 4, 8)];
 
 fn unrolled(px: u32, co4: u32, wg: u32, sg: u32) -> ConvConfig {
@@ -211,6 +210,28 @@ gpu_test! {
             for (i, case) in CASES.iter().enumerate() {
                 check_forward(config, *case, (i + k) % 2 == 0, 460 + (k * 10 + i) as u64).await;
                 check_backward(config, *case, (i + k) % 2 == 1, 560 + (k * 10 + i) as u64).await;
+            }
+        }
+    }
+}
+
+/// The 2-D tiles with lanes over channels: tiles taller and wider than some
+/// cases' images (7×9, 5×33), channel tiles wider than 3 and 5 channels,
+/// workgroups wider than the channel tiles (lanes past the last tile),
+/// one lane, and the tile SwiftShader's layers at most 4 wide are given
+/// (4×4 × 8 channels, 8 lanes: Gpu::conv_config_for).
+const PATCH: [(u32, u32, u32, u32); 7] =
+    [(4, 4, 2, 8), (2, 4, 4, 4), (3, 5, 1, 8), (3, 6, 1, 4), (1, 8, 4, 4), (4, 2, 4, 16), (2, 2, 1, 1)];
+
+gpu_test! {
+    async fn conv_forward_and_backward_patch_tiles() {
+        for (k, &(th, tw, co4, wg)) in PATCH.iter().enumerate() {
+            let t = featvis::ops::conv_gen::Patch { th, tw, co4, wg };
+            assert!(t.is_valid(), "{t:?}");
+            common::log(&format!("{} …", t.name()));
+            for (i, case) in CASES.iter().enumerate() {
+                check_forward(ConvConfig::Patch(t), *case, (i + k) % 2 == 1, 660 + (k * 10 + i) as u64).await;
+                check_backward(ConvConfig::Patch(t), *case, (i + k) % 2 == 0, 760 + (k * 10 + i) as u64).await;
             }
         }
     }

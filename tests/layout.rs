@@ -157,3 +157,36 @@ fn every_generated_gemm_kernel_is_valid_wgsl_alone() {
         assert!(featvis::ConvConfig::parse(bad).is_none(), "{bad}");
     }
 }
+
+/// Every 2-D tile the generator accepts is valid WGSL alone, and the
+/// configurations just outside the range are refused.
+#[test]
+fn every_generated_patch_kernel_is_valid_wgsl_alone() {
+    use featvis::ops::conv_gen::{patch_wgsl, Patch};
+    let mut n = 0;
+    for th in 1..=8 {
+        for tw in 1..=8 {
+            for co4 in [1, 2, 4, 8] {
+                for wg in [1, 4, 64] {
+                    let t = Patch { th, tw, co4, wg };
+                    if !t.is_valid() {
+                        assert!(t.live() > featvis::ops::conv_gen::MAX_LIVE || th * (tw + 2) > featvis::ops::conv_gen::MAX_INPUTS, "{t:?}");
+                        continue;
+                    }
+                    let src = patch_wgsl(t);
+                    let m = module(&t.name(), &src);
+                    assert_eq!(struct_size(&m, "ConvParams") as usize, std::mem::size_of::<conv::ConvParams>(), "{}", t.name());
+                    let entries: Vec<&str> = m.entry_points.iter().map(|e| e.name.as_str()).collect();
+                    assert_eq!(entries, ["conv3x3_forward_patch", "conv3x3_backward_input_patch"], "{}", t.name());
+                    assert!(src.contains(&format!("var a{}_{}_{} = vec4<f32>(0.0);", th - 1, tw - 1, co4 - 1)), "{}", t.name());
+                    assert_eq!(featvis::ConvConfig::parse(&featvis::ConvConfig::Patch(t).spec()), Some(featvis::ConvConfig::Patch(t)));
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n >= 100, "only {n}");
+    for bad in ["patch:0,4,2,4", "patch:9,4,2,4", "patch:4,4,3,4", "patch:4,8,1,4", "patch:6,4,1,4", "patch:4,4,2,0", "patch:4,4,2"] {
+        assert!(featvis::ConvConfig::parse(bad).is_none(), "{bad}");
+    }
+}

@@ -87,7 +87,7 @@ gpu_test! {
         assert_eq!(net.schedules.len(), 4);
         // A layer at most 4 wide, not tuned: the default with 4-pixel rows.
         let narrow = match global {
-            ConvConfig::Unrolled(u) if u.px > 4 => ConvConfig::Unrolled(featvis::gpu::narrow_rows(u)),
+            ConvConfig::Unrolled(u) if u.px > 4 => featvis::gpu::narrow_rows(u),
             c => c,
         };
         assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);

@@ -117,6 +117,8 @@ fn entry(config: ConvConfig, backward: bool) -> &'static str {
         (ConvConfig::Tiled, true) => "conv3x3_backward_input_tiled",
         (ConvConfig::Gemm(_), false) => "conv3x3_forward_gemm",
         (ConvConfig::Gemm(_), true) => "conv3x3_backward_input_gemm",
+        (ConvConfig::Patch(_), false) => "conv3x3_forward_patch",
+        (ConvConfig::Patch(_), true) => "conv3x3_backward_input_patch",
     }
 }
 
@@ -136,6 +138,11 @@ pub fn effective(config: ConvConfig, cout: usize) -> ConvConfig {
         }
         ConvConfig::Tiled => ConvConfig::Tiled,
         ConvConfig::Gemm(g) => ConvConfig::Gemm(g),
+        ConvConfig::Patch(t) => {
+            let avail = c4(cout).max(1);
+            let pow2 = 1u32 << (usize::BITS - 1 - avail.leading_zeros());
+            ConvConfig::Patch(super::conv_gen::Patch { co4: t.co4.min(pow2).max(1), ..t })
+        }
         ConvConfig::Unrolled(u) => {
             let avail = c4(cout).max(1);
             let pow2 = 1u32 << (usize::BITS - 1 - avail.leading_zeros());
@@ -190,6 +197,11 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
             source = std::borrow::Cow::Owned(super::conv_gen::gemm_wgsl(g));
             workgroup_size = g.threads();
         }
+        ConvConfig::Patch(t) => {
+            shader = t.name();
+            source = std::borrow::Cow::Owned(super::conv_gen::patch_wgsl(t));
+            workgroup_size = t.wg;
+        }
         ConvConfig::Tiled => {}
     }
     if backward {
@@ -216,6 +228,12 @@ fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, c
     };
     let (tiles_x, tiles_co, total, groups) = match register {
         ConvConfig::Unrolled(_) => unreachable!("mapped to its register tiles above"),
+        ConvConfig::Patch(t) => {
+            let tx = shape.width.div_ceil(t.tw as usize);
+            let tiles = tx * shape.height.div_ceil(t.th as usize) * shape.batch;
+            let tc = c4(cout).div_ceil(t.co4 as usize);
+            (tx, tc, tiles, tiles as u64 * tc.div_ceil(t.wg as usize) as u64)
+        }
         ConvConfig::Gemm(g) => {
             let tm = pixels.div_ceil(g.bm as usize);
             let tc = c4(cout).div_ceil(g.bn as usize / 4);

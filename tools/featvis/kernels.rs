@@ -147,7 +147,9 @@ fn print_shapes(gpu: &Gpu, global: &str, shapes: &[featvis::tune::ShapeChoice]) 
 }
 
 pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
-    let spec = args.conv.ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG] or --conv gemm:BM,BN,BK,TM,TN")?;
+    let spec = args
+        .conv
+        .ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG] or --conv gemm:BM,BN,BK,TM,TN or --conv patch:TH,TW,CO4,WG")?;
     let spec = spec.as_str();
     match ConvConfig::parse(spec) {
         Some(ConvConfig::Unrolled(u)) => {
@@ -158,10 +160,18 @@ pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
             print!("{}", featvis::ops::conv_gen::gemm_wgsl(g));
             Ok(())
         }
-        Some(other) => Err(format!("{} is hand-written: see shaders/conv.wgsl (only unrolled:… and gemm:… schedules are generated)", other.name())),
+        Some(ConvConfig::Patch(t)) => {
+            print!("{}", featvis::ops::conv_gen::patch_wgsl(t));
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "{} is hand-written: see shaders/conv.wgsl (only unrolled:…, gemm:… and patch:… schedules are generated)",
+            other.name()
+        )),
         None => Err(format!(
             "--conv expects unrolled:PX,CO4,WG[,SG] with PX 1..=16, CO4 1..=8, PX·CO4 ≤ 64, WG a multiple of SG, \
-             or gemm:BM,BN,BK,TM,TN with BM, BN 16..=128, BK 4..=32, TM 1..=8, TN 4 or 8 (powers of two), 32..=256 invocations — got `{spec}`"
+             gemm:BM,BN,BK,TM,TN with BM, BN 16..=128, BK 4..=32, TM 1..=8, TN 4 or 8 (powers of two), 32..=256 invocations, \
+             or patch:TH,TW,CO4,WG with TH, TW 1..=8, CO4 1, 2, 4 or 8, TH·TW·CO4 ≤ 64 — got `{spec}`"
         )),
     }
 }
