@@ -429,10 +429,10 @@ impl Gpu {
 
     /// The schedule of a conv layer of `shape` in networks built from now on:
     /// the one tuned for that shape on this device, else [`Gpu::conv_config`],
-    /// with rows of 4 pixels per invocation on layers at most 4 wide (a
-    /// generated 8-pixel tile on a 4-pixel-wide layer computes half of it in
-    /// vain: 1.5–1.8× slower on llvmpipe at 4×4 and 2×2). The parity tests
-    /// cover those 4-pixel variants of the built-in choices.
+    /// with [`narrow_rows`] on layers at most 4 wide (a generated 8-pixel tile
+    /// on a 4-pixel-wide layer computes half of it in vain: 1.5–1.8× slower on
+    /// llvmpipe at 4×4 and 2×2), and 32×32 GEMM tiles on GPUs' layers of at
+    /// most 28×28. The parity tests cover each of these variants.
     pub fn conv_config_for(&self, shape: ConvShape) -> ConvConfig {
         if self.conv_forced {
             return self.conv_config();
