@@ -814,26 +814,7 @@ impl Gpu {
         if let Some(e) = scope.pop().await {
             return Err(Error::from_wgpu(what, e));
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
-        let mapped =
-            rx.await.map_err(|_| Error::Readback { buffer: format!("{what} timestamps"), message: "the device was lost".into() })?;
-        mapped.map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
-        let ticks: [u64; 2] = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Readback { buffer: format!("{what} timestamps"), message: e.to_string() })?;
-            let t: &[u8] = &view;
-            [u64::from_le_bytes(t[0..8].try_into().unwrap_or_default()), u64::from_le_bytes(t[8..16].try_into().unwrap_or_default())]
-        };
-        staging.unmap();
+        let ticks: [u64; 2] = self.map_read(&staging, &format!("{what} timestamps"), bytemuck::pod_read_unaligned).await?;
         let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64;
         Ok(Some(ns / 1e6))
     }
@@ -868,6 +849,22 @@ impl Gpu {
         Ok(())
     }
 
+    /// Map `staging` (MAP_READ, its copy already submitted), wait for it and
+    /// hand its bytes to `take`; `label` names it in errors.
+    async fn map_read<T>(&self, staging: &wgpu::Buffer, label: &str, take: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let err = |message: String| Error::Readback { buffer: label.to_string(), message };
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(e.to_string()))?;
+        rx.await.map_err(|_| err("the device was lost".into()))?.map_err(|e| err(e.to_string()))?;
+        let out = take(&staging.slice(..).get_mapped_range().map_err(|e| err(e.to_string()))?);
+        staging.unmap();
+        Ok(out)
+    }
+
     /// Copy a tensor back to the CPU.
     pub async fn read(&self, tensor: &Tensor) -> Result<Vec<f32>> {
         let bytes = (tensor.len * 4) as u64;
@@ -884,24 +881,7 @@ impl Gpu {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&format!("readback {}", tensor.label)) });
         encoder.copy_buffer_to_buffer(&tensor.buffer, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
-        let mapped = rx.await.map_err(|_| Error::Readback { buffer: tensor.label.clone(), message: "the device was lost".into() })?;
-        mapped.map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
-        let data = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Readback { buffer: tensor.label.clone(), message: e.to_string() })?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
+        let data: Vec<f32> = self.map_read(&staging, &tensor.label, bytemuck::pod_collect_to_vec).await?;
         // An error the device raised outside every error scope (a buffer the
         // driver could not allocate, say) may have left this data stale:
         // report it instead of returning a picture that silently is wrong.

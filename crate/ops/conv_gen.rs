@@ -18,6 +18,56 @@
 
 use std::fmt::Write;
 
+/// The uniform and the bindings every generated conv kernel shares with
+/// shaders/conv.wgsl (`ConvParams` mirrors crate::ops::conv::ConvParams).
+const BINDINGS: &str = "struct ConvParams {
+    batch: u32,
+    height: u32,
+    width: u32,
+    cin4: u32,
+    cout4: u32,
+    co4_stride: u32,
+    tiles_x: u32,
+    tiles_co: u32,
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (B, H, W, cin4)
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // (3, 3, cin4*4, co4_stride)
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;    // (co4_stride)
+@group(0) @binding(4) var<storage, read> mask: array<vec4<f32>>;    // (B, H, W, cout4) or a dummy
+@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (B, H, W, cout4)
+";
+
+/// Input loads and guarded output stores of the row and 2-D register tiles.
+const ROW_HELPERS: &str = "fn load_x(row: u32, ix: u32, ci4: u32, row_ok: bool, relu_input: bool) -> vec4<f32> {
+    var v = x[(row + min(ix, p.width - 1u)) * p.cin4 + ci4];
+    if (relu_input) {
+        v = max(v, vec4<f32>(0.0));
+    }
+    return select(vec4<f32>(0.0), v, row_ok && ix < p.width);
+}
+
+fn store(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32, has_bias: bool, mask_output: bool) {
+    if (!live || oy >= p.height || ox >= p.width || co >= p.cout4) {
+        return;
+    }
+    let oi = ((b * p.height + oy) * p.width + ox) * p.cout4 + co;
+    var r = acc;
+    if (has_bias) {
+        r += bias[co];
+    }
+    if (mask_output) {
+        r = select(vec4<f32>(0.0), r, mask[oi] > vec4<f32>(0.0));
+    }
+    y[oi] = r;
+}
+";
+
 /// A generated schedule: `px` consecutive pixels of a row × `co4` output
 /// vec4s per invocation, `wg` invocations per workgroup (all on the same
 /// output channels), weights broadcast across subgroups of `sg` lanes
@@ -75,51 +125,10 @@ const PX: u32 = {px}u;
 const CO4: u32 = {co4}u;
 const WG: u32 = {wg}u;
 
-struct ConvParams {{
-    batch: u32,
-    height: u32,
-    width: u32,
-    cin4: u32,
-    cout4: u32,
-    co4_stride: u32,
-    tiles_x: u32,
-    tiles_co: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}}
-
-@group(0) @binding(0) var<uniform> p: ConvParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (B, H, W, cin4)
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // (3, 3, cin4*4, co4_stride)
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;    // (co4_stride)
-@group(0) @binding(4) var<storage, read> mask: array<vec4<f32>>;    // (B, H, W, cout4) or a dummy
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (B, H, W, cout4)
-
-fn load_x(row: u32, ix: u32, ci4: u32, row_ok: bool, relu_input: bool) -> vec4<f32> {{
-    var v = x[(row + min(ix, p.width - 1u)) * p.cin4 + ci4];
-    if (relu_input) {{
-        v = max(v, vec4<f32>(0.0));
-    }}
-    return select(vec4<f32>(0.0), v, row_ok && ix < p.width);
-}}
-
-fn store(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32, has_bias: bool, mask_output: bool) {{
-    if (!live || ox >= p.width || co >= p.cout4) {{
-        return;
-    }}
-    let oi = ((b * p.height + oy) * p.width + ox) * p.cout4 + co;
-    var r = acc;
-    if (has_bias) {{
-        r += bias[co];
-    }}
-    if (mask_output) {{
-        r = select(vec4<f32>(0.0), r, mask[oi] > vec4<f32>(0.0));
-    }}
-    y[oi] = r;
-}}
-",
+{bindings}
+{rows}",
+        bindings = BINDINGS,
+        rows = ROW_HELPERS,
         co = co4 * 4,
         weights = if sg > 0 {
             format!("loaded once per subgroup of {sg} and handed out with subgroupBroadcast")
@@ -319,28 +328,7 @@ const BN4: u32 = {bn4}u; // vec4s of N per row of the B tile
 const NX: u32 = {nx}u;   // invocations along N
 const THREADS: u32 = {threads}u;
 
-struct ConvParams {{
-    batch: u32,
-    height: u32,
-    width: u32,
-    cin4: u32,
-    cout4: u32,
-    co4_stride: u32,
-    tiles_x: u32,
-    tiles_co: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}}
-
-@group(0) @binding(0) var<uniform> p: ConvParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (B, H, W, cin4)
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // (3, 3, cin4*4, co4_stride)
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;    // (co4_stride)
-@group(0) @binding(4) var<storage, read> mask: array<vec4<f32>>;    // (B, H, W, cout4) or a dummy
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (B, H, W, cout4)
-
+{bindings}
 var<workgroup> As: array<vec4<f32>, {as_len}>; // [buffer][pixel][k vec4]
 var<workgroup> Bs: array<vec4<f32>, {bs_len}>; // [buffer][k][channel vec4]
 
@@ -372,6 +360,7 @@ fn gemm_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: b
     let cs = p.co4_stride;
     let tx = li % NX;
     let ty = li / NX;",
+        bindings = BINDINGS,
         bytes = cfg.workgroup_bytes(),
         as_len = 2 * bm * kq,
         bs_len = 2 * bk * bn4,
@@ -582,51 +571,8 @@ const TW: u32 = {tw}u;
 const CO4: u32 = {co4}u;
 const WG: u32 = {wg}u;
 
-struct ConvParams {{
-    batch: u32,
-    height: u32,
-    width: u32,
-    cin4: u32,
-    cout4: u32,
-    co4_stride: u32,
-    tiles_x: u32,
-    tiles_co: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}}
-
-@group(0) @binding(0) var<uniform> p: ConvParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (B, H, W, cin4)
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // (3, 3, cin4*4, co4_stride)
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;    // (co4_stride)
-@group(0) @binding(4) var<storage, read> mask: array<vec4<f32>>;    // (B, H, W, cout4) or a dummy
-@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (B, H, W, cout4)
-
-fn load_x(row: u32, ix: u32, ci4: u32, row_ok: bool, relu_input: bool) -> vec4<f32> {{
-    var v = x[(row + min(ix, p.width - 1u)) * p.cin4 + ci4];
-    if (relu_input) {{
-        v = max(v, vec4<f32>(0.0));
-    }}
-    return select(vec4<f32>(0.0), v, row_ok && ix < p.width);
-}}
-
-fn store(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32, has_bias: bool, mask_output: bool) {{
-    if (!live || oy >= p.height || ox >= p.width || co >= p.cout4) {{
-        return;
-    }}
-    let oi = ((b * p.height + oy) * p.width + ox) * p.cout4 + co;
-    var r = acc;
-    if (has_bias) {{
-        r += bias[co];
-    }}
-    if (mask_output) {{
-        r = select(vec4<f32>(0.0), r, mask[oi] > vec4<f32>(0.0));
-    }}
-    y[oi] = r;
-}}
-
+{bindings}
+{rows}
 fn conv_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: bool) {{
     let groups_co = (p.tiles_co + WG - 1u) / WG;
     let ct_all = (wid % groups_co) * WG + li;
@@ -642,6 +588,8 @@ fn conv_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: b
     let x0 = xt * TW;
     let c0 = ct * CO4;
     let cs = p.co4_stride;",
+        bindings = BINDINGS,
+        rows = ROW_HELPERS,
         co = co4 * 4
     );
     for q in 0..th {
