@@ -45,6 +45,10 @@ pub enum ConvConfig {
     Patch(crate::ops::conv_gen::Patch),
 }
 
+/// The conv schedules [`ConvConfig::parse`] reads, for messages.
+pub const CONV_SPECS: &str = "`tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32), `unrolled:PX,CO4,WG[,SG]`, \
+     `gemm:BM,BN,BK,TM,TN` or `patch:TH,TW,CO4,WG` (README: \"How it is built\")";
+
 impl ConvConfig {
     /// llvmpipe: 4 pixels × 128 channels per invocation (8 × 64 on 64-channel
     /// layers), 8 per workgroup: the fastest of a sweep whose results pass
@@ -94,7 +98,8 @@ impl ConvConfig {
     /// Parse `tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG
     /// 1..=256), `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups)
     /// `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`])
-    /// or `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]).
+    /// or `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]):
+    /// [`CONV_SPECS`] in words.
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
@@ -389,7 +394,7 @@ impl Gpu {
             let v = std::env::var("FEATVIS_CONV").ok()?;
             let c = ConvConfig::parse(&v);
             if c.is_none() {
-                eprintln!("featvis: FEATVIS_CONV={v} ignored; use `tiled`, `register:PX,CO4,WG` with PX 1..=16, CO4 1..=32, `unrolled:PX,CO4,WG[,SG]`, `gemm:BM,BN,BK,TM,TN` or `patch:TH,TW,CO4,WG`");
+                eprintln!("featvis: FEATVIS_CONV={v} ignored; use {CONV_SPECS}");
             }
             c
         }

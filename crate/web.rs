@@ -299,13 +299,13 @@ impl Engine {
         Ok((built.job, weights, spec))
     }
 
-    /// Use another conv schedule for renders started from now on: `tiled`,
-    /// `register:PX,CO4,WG` or `unrolled:PX,CO4,WG[,SG]`. A schedule is
+    /// Use another conv schedule for renders started from now on (any of
+    /// [`crate::gpu::CONV_SPECS`]). A schedule is
     /// checked against the CPU reference on this device before it is taken.
     #[wasm_bindgen(js_name = setConvSchedule)]
     pub async fn set_conv_schedule(&self, text: String) -> Result<(), JsError> {
         let config = crate::gpu::ConvConfig::parse(&text).ok_or_else(|| {
-            JsError::new(&format!("unknown conv schedule `{text}`: use `tiled`, `register:PX,CO4,WG` or `unrolled:PX,CO4,WG[,SG]`"))
+            JsError::new(&format!("unknown conv schedule `{text}`: use {}", crate::gpu::CONV_SPECS))
         })?;
         let err = crate::tune::check(&self.shared.gpu, config).await.map_err(|e| self.shared.error(e))?;
         if err > crate::tune::TOLERANCE {

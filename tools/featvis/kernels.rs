@@ -41,9 +41,10 @@ pub struct TuneArgs {
 
 /// Print the WGSL generated for a conv schedule (valid WGSL on its own).
 #[derive(Args)]
-#[command(args_override_self = true, override_usage = "featvis kernel --conv unrolled:PX,CO4,WG[,SG]")]
+#[command(args_override_self = true, override_usage = "featvis kernel --conv SPEC")]
 pub struct KernelArgs {
-    /// The schedule: unrolled:PX,CO4,WG[,SG].
+    /// The schedule: unrolled:PX,CO4,WG[,SG], gemm:BM,BN,BK,TM,TN or
+    /// patch:TH,TW,CO4,WG.
     #[arg(long, value_name = "SPEC")]
     conv: Option<String>,
 }
@@ -149,7 +150,7 @@ fn print_shapes(gpu: &Gpu, global: &str, shapes: &[featvis::tune::ShapeChoice]) 
 pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
     let spec = args
         .conv
-        .ok_or("featvis kernel needs --conv unrolled:PX,CO4,WG[,SG] or --conv gemm:BM,BN,BK,TM,TN or --conv patch:TH,TW,CO4,WG")?;
+        .ok_or(format!("featvis kernel needs --conv SPEC: {}", featvis::gpu::CONV_SPECS))?;
     let spec = spec.as_str();
     match ConvConfig::parse(spec) {
         Some(ConvConfig::Unrolled(u)) => {
