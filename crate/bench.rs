@@ -87,11 +87,23 @@ pub struct StepSplit {
     pub image_ms: f64,
     /// Each kernel of the image side timed alone, in step order: (kernel, ms).
     pub image_kernels: Vec<(String, f64)>,
+    /// The step's conv kernels, each timed alone, summed.
+    pub conv_ms: f64,
+    /// Each kernel of the network outside its convs (pooling, objective,
+    /// redirected ReLU) timed alone, in step order: (kernel, ms).
+    pub network_kernels: Vec<(String, f64)>,
 }
 
 impl StepSplit {
     pub fn image_share(&self) -> f64 {
         self.image_ms / self.step_ms
+    }
+
+    /// The whole step against its conv kernels timed alone (what the step
+    /// costs beyond its convs: the other kernels, and running in sequence
+    /// rather than each kernel on warm caches).
+    pub fn step_over_conv(&self) -> f64 {
+        self.step_ms / self.conv_ms
     }
 }
 
@@ -144,6 +156,9 @@ struct SplitJson<'a> {
     image_ms: f64,
     image_share: f64,
     image_kernels: Vec<KernelJson<'a>>,
+    conv_ms: f64,
+    network_kernels: Vec<KernelJson<'a>>,
+    step_over_conv: f64,
 }
 
 #[derive(Serialize)]
@@ -158,7 +173,8 @@ impl BenchReport {
     /// fwd_peak_fraction, bwd_peak_fraction, fwd_ms, bwd_ms), step_ms,
     /// step_gflops, memory (layer, bytes_per_image, bytes_fixed,
     /// weights_bytes) or null, split (layer, step_ms, image_ms, image_share,
-    /// image_kernels: name, ms) or null. A figure that is not a number (a
+    /// image_kernels: name, ms; conv_ms, network_kernels: name, ms;
+    /// step_over_conv) or null. A figure that is not a number (a
     /// kernel timed at 0 ms) is null.
     pub fn to_json(&self) -> String {
         let json = BenchJson {
@@ -196,6 +212,9 @@ impl BenchReport {
                 image_ms: round(s.image_ms, 3),
                 image_share: round(s.image_share(), 4),
                 image_kernels: s.image_kernels.iter().map(|(name, ms)| KernelJson { name, ms: round(*ms, 3) }).collect(),
+                conv_ms: round(s.conv_ms, 3),
+                network_kernels: s.network_kernels.iter().map(|(name, ms)| KernelJson { name, ms: round(*ms, 3) }).collect(),
+                step_over_conv: round(s.step_over_conv(), 4),
             }),
         };
         // Strings and numbers (non-finite ones become null): this cannot fail.
@@ -451,13 +470,29 @@ pub async fn run(
             let settings = Settings::new(batch, size, Preprocessing::keras());
             let p = Pipeline::new(gpu, &model, settings, &objective).await?;
             let step_ms = time(gpu, "optimization step", &p.step_dispatches(false), min_ms, now).await?;
+            if std::env::var("FEATVIS_HACK").is_ok() {
+                for d in p.step_dispatches(false) {
+                    let ms = time(gpu, &d.kernel.name, &[d], 0.05, now).await?;
+                    eprintln!("HACK {:>8.3} ms  {}", ms, d.kernel.name);
+                }
+            }
             let image = p.image_dispatches();
             let image_ms = time(gpu, "image side of the step", &image, min_ms, now).await?;
-            let mut image_kernels = Vec::new();
-            for d in &image {
-                image_kernels.push((d.kernel.name.clone(), time(gpu, &d.kernel.name, &[d], min_ms / image.len() as f64, now).await?));
+            // Every kernel of the step alone, in step order: the image side's,
+            // the convs', and the rest of the network's.
+            let (mut image_kernels, mut network_kernels, mut conv_ms) = (Vec::new(), Vec::new(), 0.0);
+            let all = p.step_dispatches(false);
+            for d in &all {
+                let ms = time(gpu, &d.kernel.name, &[d], min_ms / all.len() as f64, now).await?;
+                if image.iter().any(|i| std::ptr::eq(*i, *d)) {
+                    image_kernels.push((d.kernel.name.clone(), ms));
+                } else if d.kernel.name.starts_with("conv3x3") {
+                    conv_ms += ms;
+                } else {
+                    network_kernels.push((d.kernel.name.clone(), ms));
+                }
             }
-            Some(StepSplit { layer: layer.to_string(), step_ms, image_ms, image_kernels })
+            Some(StepSplit { layer: layer.to_string(), step_ms, image_ms, image_kernels, conv_ms, network_kernels })
         }
     };
     Ok(BenchReport {

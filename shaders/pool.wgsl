@@ -4,10 +4,11 @@
 // The input is a conv activation stored before its ReLU; the output is
 // relu(max(window)) = max(relu(window)). Ties go to the first maximum in
 // row-major window order (dy, dx) = (0,0), (0,1), (1,0), (1,1).
-// The backward pass is a gather over input positions: each one receives the
-// gradient of its window's output if it is that window's first maximum, times
-// the ReLU mask (input > 0) unless MASK_INPUT = 0 (the gradient with respect
-// to the ReLU's output, for Lucid's redirected ReLU, applied after).
+// The backward pass is a gather over 2x2 blocks of input positions: each one
+// receives the gradient of its window's output if it is that window's first
+// maximum, times the ReLU mask (input > 0) unless MASK_INPUT = 0 (the
+// gradient with respect to the ReLU's output, for Lucid's redirected ReLU,
+// applied after).
 //
 // adaptive_avgpool: torchvision's AdaptiveAvgPool2d to (OH, OW): output cell
 // o averages input rows floor(o*H/OH) .. ceil((o+1)*H/OH) (and the same for
@@ -70,28 +71,42 @@ fn maxpool2x2_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    // One invocation per 2x2 block of input positions (a window, or the
+    // dropped odd row/column past the last one) and channel vec4: the window's
+    // first maximum is found once for its four positions.
     let gid = (wg.x + wg.y * nwg.x) * WG + li;
     if (gid >= p.total) {
         return;
     }
+    let bw = (p.in_w + 1u) / 2u;
+    let bh = (p.in_h + 1u) / 2u;
     let c = gid % p.c4;
     var r = gid / p.c4;
-    let x = r % p.in_w;
-    r = r / p.in_w;
-    let y = r % p.in_h;
-    let b = r / p.in_h;
-    let oy = y / 2u;
-    let ox = x / 2u;
-    let i = in_index(b, y, x, c);
+    let ox = r % bw;
+    r = r / bw;
+    let oy = r % bh;
+    let b = r / bh;
+    let y = 2u * oy;
+    let x = 2u * ox;
     if (oy >= p.out_h || ox >= p.out_w) {
-        dst[i] = vec4<f32>(0.0);
+        // Past the last window: these positions get no gradient.
+        for (var d = 0u; d < 4u; d++) {
+            let yy = y + d / 2u;
+            let xx = x + d % 2u;
+            if (yy < p.in_h && xx < p.in_w) {
+                dst[in_index(b, yy, xx, c)] = vec4<f32>(0.0);
+            }
+        }
         return;
     }
-    // First maximum of the window, per component, in row-major order.
-    let v00 = aux[in_index(b, 2u * oy, 2u * ox, c)];
-    let v01 = aux[in_index(b, 2u * oy, 2u * ox + 1u, c)];
-    let v10 = aux[in_index(b, 2u * oy + 1u, 2u * ox, c)];
-    let v11 = aux[in_index(b, 2u * oy + 1u, 2u * ox + 1u, c)];
+    let i00 = in_index(b, y, x, c);
+    let i01 = i00 + p.c4;
+    let i10 = in_index(b, y + 1u, x, c);
+    let i11 = i10 + p.c4;
+    let v00 = aux[i00];
+    let v01 = aux[i01];
+    let v10 = aux[i10];
+    let v11 = aux[i11];
     var best = v00;
     var arg = vec4<u32>(0u);
     arg = select(arg, vec4<u32>(1u), v01 > best);
@@ -99,11 +114,13 @@ fn maxpool2x2_backward(
     arg = select(arg, vec4<u32>(2u), v10 > best);
     best = max(best, v10);
     arg = select(arg, vec4<u32>(3u), v11 > best);
-    let me = vec4<u32>((y % 2u) * 2u + (x % 2u));
     let g = src[out_index(b, oy, ox, c)];
-    let v = aux[i];
-    let open = (v > vec4<f32>(0.0)) | vec4<bool>(MASK_INPUT == 0u);
-    dst[i] = select(vec4<f32>(0.0), g, (arg == me) & open);
+    let all = vec4<bool>(MASK_INPUT == 0u);
+    let z = vec4<f32>(0.0);
+    dst[i00] = select(z, g, (arg == vec4<u32>(0u)) & ((v00 > z) | all));
+    dst[i01] = select(z, g, (arg == vec4<u32>(1u)) & ((v01 > z) | all));
+    dst[i10] = select(z, g, (arg == vec4<u32>(2u)) & ((v10 > z) | all));
+    dst[i11] = select(z, g, (arg == vec4<u32>(3u)) & ((v11 > z) | all));
 }
 
 @compute @workgroup_size(WG)

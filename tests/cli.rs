@@ -287,4 +287,11 @@ fn bench_json_parses() {
     // The image side is a part of the step: with the fastest of many runs
     // (2 ms each at this size) it cannot come out slower than the whole.
     assert!(v["split"]["image_share"].as_f64().is_some_and(|x| x > 0.0 && x <= 1.0), "{v}");
+    // The step to conv1_2 runs two conv kernels each way and, beside them,
+    // the objective's kernels; the whole step costs more than its convs alone.
+    assert!(v["split"]["conv_ms"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    let others: Vec<&str> = v["split"]["network_kernels"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    assert!(others.iter().any(|n| n.starts_with("objective_seed")), "{others:?}");
+    assert!(!others.iter().any(|n| n.starts_with("conv3x3")), "{others:?}");
+    assert!(v["split"]["step_over_conv"].as_f64().is_some_and(|x| x > 1.0), "{v}");
 }

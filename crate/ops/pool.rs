@@ -48,7 +48,14 @@ async fn prepare(
             workgroup_size: WG,
         })
         .await?;
-    let invocations = if over_input { input.pixels() * input.c4() } else { output.pixels() * output.c4() };
+    let invocations = if entry == "maxpool2x2_backward" {
+        // One invocation per 2x2 block of the input (see pool.wgsl).
+        input.batch * input.height.div_ceil(2) * input.width.div_ceil(2) * input.c4()
+    } else if over_input {
+        input.pixels() * input.c4()
+    } else {
+        output.pixels() * output.c4()
+    };
     let p = PoolParams {
         batch: check_u32(entry, "batch", input.batch)?,
         in_h: check_u32(entry, "height", input.height)?,

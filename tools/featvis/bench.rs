@@ -112,6 +112,15 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
             for (name, ms) in &s.image_kernels {
                 println!("  {name:<44} {ms:>9.2} ms");
             }
+            let other: f64 = s.network_kernels.iter().map(|(_, ms)| ms).sum();
+            println!(
+                "its conv kernels, each alone: {:.1} ms; the network's other kernels: {other:.2} ms; the whole step is {:.3}x its conv kernels",
+                s.conv_ms,
+                s.step_over_conv()
+            );
+            for (name, ms) in &s.network_kernels {
+                println!("  {name:<44} {ms:>9.2} ms");
+            }
         }
     }
     Ok(())
