@@ -304,9 +304,8 @@ impl Engine {
     /// checked against the CPU reference on this device before it is taken.
     #[wasm_bindgen(js_name = setConvSchedule)]
     pub async fn set_conv_schedule(&self, text: String) -> Result<(), JsError> {
-        let config = crate::gpu::ConvConfig::parse(&text).ok_or_else(|| {
-            JsError::new(&format!("unknown conv schedule `{text}`: use {}", crate::gpu::CONV_SPECS))
-        })?;
+        let config = crate::gpu::ConvConfig::parse(&text)
+            .ok_or_else(|| JsError::new(&format!("unknown conv schedule `{text}`: use {}", crate::gpu::CONV_SPECS)))?;
         let err = crate::tune::check(&self.shared.gpu, config).await.map_err(|e| self.shared.error(e))?;
         if err > crate::tune::TOLERANCE {
             return Err(JsError::new(&format!(

@@ -148,9 +148,7 @@ fn print_shapes(gpu: &Gpu, global: &str, shapes: &[featvis::tune::ShapeChoice]) 
 }
 
 pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
-    let spec = args
-        .conv
-        .ok_or(format!("featvis kernel needs --conv SPEC: {}", featvis::gpu::CONV_SPECS))?;
+    let spec = args.conv.ok_or(format!("featvis kernel needs --conv SPEC: {}", featvis::gpu::CONV_SPECS))?;
     let spec = spec.as_str();
     match ConvConfig::parse(spec) {
         Some(ConvConfig::Unrolled(u)) => {
