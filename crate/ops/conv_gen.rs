@@ -205,25 +205,31 @@ const WG: u32 = {wg}u;
     }
     let _ = writeln!(w, "}}\n");
 
-    let (lane_builtin, lane_arg) = if sg > 0 { (",\n    @builtin(subgroup_invocation_id) lane: u32", ", lane") } else { ("", "") };
-    for (entry, args) in [
-        ("conv3x3_forward_unrolled", "RELU_INPUT != 0u, true, false"),
-        ("conv3x3_backward_input_unrolled", "false, false, MASK_OUTPUT != 0u"),
-    ] {
+    entry_points(w, "unrolled", "WG", "conv_body", sg > 0);
+    s
+}
+
+/// The forward and backward entry points of a generated family (`family`:
+/// `conv3x3_forward_{family}`, `conv3x3_backward_input_{family}`): each calls
+/// `body(workgroup index, local index[, subgroup lane], relu_input,
+/// has_bias, mask_output)` with the specialization constants of
+/// shaders/conv.wgsl, in workgroups of the constant `size`.
+fn entry_points(w: &mut String, family: &str, size: &str, body: &str, lane: bool) {
+    let (lane_builtin, lane_arg) = if lane { (",\n    @builtin(subgroup_invocation_id) lane: u32", ", lane") } else { ("", "") };
+    for (entry, args) in [("forward", "RELU_INPUT != 0u, true, false"), ("backward_input", "false, false, MASK_OUTPUT != 0u")] {
         let _ = writeln!(
             w,
-            "@compute @workgroup_size(WG)
-fn {entry}(
+            "@compute @workgroup_size({size})
+fn conv3x3_{entry}_{family}(
     @builtin(workgroup_id) wgid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32{lane_builtin},
 ) {{
-    conv_body(wgid.x + wgid.y * nwg.x, li{lane_arg}, {args});
+    {body}(wgid.x + wgid.y * nwg.x, li{lane_arg}, {args});
 }}
 "
         );
     }
-    s
 }
 
 /// A generated implicit GEMM for GPUs: M = batch × height × width output
@@ -481,22 +487,7 @@ fn gemm_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: b
         }
     }
     let _ = writeln!(w, "}}\n");
-    for (entry, args) in
-        [("conv3x3_forward_gemm", "RELU_INPUT != 0u, true, false"), ("conv3x3_backward_input_gemm", "false, false, MASK_OUTPUT != 0u")]
-    {
-        let _ = writeln!(
-            w,
-            "@compute @workgroup_size(THREADS)
-fn {entry}(
-    @builtin(workgroup_id) wgid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {{
-    gemm_body(wgid.x + wgid.y * nwg.x, li, {args});
-}}
-"
-        );
-    }
+    entry_points(w, "gemm", "THREADS", "gemm_body", false);
     s
 }
 
@@ -644,21 +635,6 @@ fn conv_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: b
         }
     }
     let _ = writeln!(w, "}}\n");
-    for (entry, args) in
-        [("conv3x3_forward_patch", "RELU_INPUT != 0u, true, false"), ("conv3x3_backward_input_patch", "false, false, MASK_OUTPUT != 0u")]
-    {
-        let _ = writeln!(
-            w,
-            "@compute @workgroup_size(WG)
-fn {entry}(
-    @builtin(workgroup_id) wgid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {{
-    conv_body(wgid.x + wgid.y * nwg.x, li, {args});
-}}
-"
-        );
-    }
+    entry_points(w, "patch", "WG", "conv_body", false);
     s
 }
