@@ -153,6 +153,24 @@ pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> ConvConfig {
     }
 }
 
+/// The rows of a generated tile `u` on a layer `width` pixels wide:
+/// [`narrow_rows`] at most 4 wide; without subgroups (SwiftShader), rows of
+/// 16 pixels instead of 8 on layers at least 16 wide, where each weight
+/// vec4 then feeds 16 pixels: at 64 px, conv1_2 … conv3_3 went from
+/// 5.2–5.8 to 6.1–6.9 GFLOP/s forward and from 4.7–6.1 to 6.5–7.5 backward
+/// (on the 8-wide conv4 layers 16-pixel rows compute half in vain: 2.1–3.7).
+/// llvmpipe (subgroups of 8) showed no difference, so it keeps its rows.
+pub fn rows_for_width(u: crate::ops::conv_gen::Unrolled, width: usize) -> ConvConfig {
+    let wide = crate::ops::conv_gen::Unrolled { px: 16, ..u };
+    if u.px > 4 && width <= 4 {
+        narrow_rows(u)
+    } else if u.sg == 0 && u.px == 8 && width >= 16 && wide.is_valid() {
+        ConvConfig::Unrolled(wide)
+    } else {
+        ConvConfig::Unrolled(u)
+    }
+}
+
 /// What we know of the adapter, in words.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -434,9 +452,10 @@ impl Gpu {
 
     /// The schedule of a conv layer of `shape` in networks built from now on:
     /// the one tuned for that shape on this device, else [`Gpu::conv_config`],
-    /// with [`narrow_rows`] on layers at most 4 wide (a generated 8-pixel tile
-    /// on a 4-pixel-wide layer computes half of it in vain: 1.5–1.8× slower on
-    /// llvmpipe at 4×4 and 2×2), and 32×32 GEMM tiles on GPUs' layers of at
+    /// with [`rows_for_width`] for generated rows ([`narrow_rows`] on layers
+    /// at most 4 wide: a generated 8-pixel tile on a 4-pixel-wide layer
+    /// computes half of it in vain, 1.5–1.8× slower on llvmpipe at 4×4 and
+    /// 2×2; 16-pixel rows on SwiftShader's layers at least 16 wide), and 32×32 GEMM tiles on GPUs' layers of at
     /// most 28×28. The parity tests cover each of these variants.
     pub fn conv_config_for(&self, shape: ConvShape) -> ConvConfig {
         if self.conv_forced {
@@ -446,7 +465,7 @@ impl Gpu {
             return c;
         }
         match self.conv_config() {
-            ConvConfig::Unrolled(u) if u.px > 4 && shape.width <= 4 => narrow_rows(u),
+            ConvConfig::Unrolled(u) => rows_for_width(u, shape.width),
             // 64-pixel tiles give a 14×14 layer of 512 channels 32 workgroups
             // per image: too few to fill a GPU until tuning has timed it.
             ConvConfig::Gemm(g) if g.bm > 32 && shape.height * shape.width <= 28 * 28 => ConvConfig::GPU_GEMM_SMALL,

@@ -113,8 +113,9 @@ gpu_test! {
 /// Generated schedules without subgroups: named accumulators, weights loaded
 /// by every invocation. Tiles that do and do not divide the cases' widths
 /// and channel counts, workgroups of one and of several subgroups.
-// (px, co4, wg); (8, 4, 4) is SwiftShader's default.
-const UNROLLED_PLAIN: [(u32, u32, u32); 6] = [(8, 4, 4), (4, 8, 4), (4, 2, 16), (3, 1, 8), (5, 8, 4), (4, 4, 8)];
+// (px, co4, wg); (8, 4, 4) is SwiftShader's default, (16, 4, 4) its rows on
+// layers at least 16 wide (Gpu::conv_config_for).
+const UNROLLED_PLAIN: [(u32, u32, u32); 7] = [(8, 4, 4), (16, 4, 4), (4, 8, 4), (4, 2, 16), (3, 1, 8), (5, 8, 4), (4, 4, 8)];
 
 fn unrolled(px: u32, co4: u32, wg: u32, sg: u32) -> ConvConfig {
     ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px, co4, wg, sg })

@@ -91,6 +91,14 @@ gpu_test! {
             c => c,
         };
         assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);
+        // A layer at least 16 wide, not tuned: without subgroups (SwiftShader)
+        // rows of 16 pixels, else the default.
+        let wide = match global {
+            ConvConfig::Unrolled(u) if u.sg == 0 && u.px == 8 => ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 16, ..u }),
+            c => c,
+        };
+        assert_eq!(g.conv_config_for(ConvShape { height: 16, width: 16, cin: 64, cout: 64 }), wide);
+        assert_eq!(g.conv_config_for(ConvShape { height: 8, width: 8, cin: 256, cout: 512 }), global);
     }
 }
 
