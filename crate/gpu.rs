@@ -64,6 +64,9 @@ impl ConvConfig {
     /// SIMD width (workgroups of 2 or 1 run 2–4× slower), so that a layer of
     /// 4 rows fills every lane where workgroups of 8 left half of them idle.
     pub const SWIFTSHADER_UNROLLED: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 4, sg: 0 });
+    /// SwiftShader's layers 5–15 pixels wide ([`rows_for_width`]): 2-D tiles
+    /// of 2×8 pixels × 8 channels, 4 lanes over channel tiles.
+    pub const SWIFTSHADER_MID: ConvConfig = ConvConfig::Patch(crate::ops::conv_gen::Patch { th: 2, tw: 8, co4: 2, wg: 4 });
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
@@ -153,21 +156,26 @@ pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> ConvConfig {
     }
 }
 
-/// The rows of a generated tile `u` on a layer `width` pixels wide:
-/// [`narrow_rows`] at most 4 wide; without subgroups (SwiftShader), rows of
-/// 16 pixels instead of 8 on layers at least 16 wide, where each weight
-/// vec4 then feeds 16 pixels: at 64 px, conv1_2 … conv3_3 went from
-/// 5.2–5.8 to 6.1–6.9 GFLOP/s forward and from 4.7–6.1 to 6.5–7.5 backward
-/// (on the 8-wide conv4 layers 16-pixel rows compute half in vain: 2.1–3.7).
-/// llvmpipe (subgroups of 8) showed no difference, so it keeps its rows.
+/// The tile of a generated row tile `u` on a layer `width` pixels wide:
+/// [`narrow_rows`] at most 4 wide. Without subgroups (SwiftShader), where
+/// loads cost more than multiply-adds, so that what counts is how many
+/// pixels each weight vec4 feeds: rows of 16 pixels instead of 8 on layers
+/// at least 16 wide (at 64 px, conv1_2 … conv3_3 went from 5.2–5.8 to
+/// 6.1–6.9 GFLOP/s forward and from 4.7–6.1 to 6.5–7.5 backward), and 2-D
+/// tiles of 2×8 pixels × 8 channels on layers 5–15 wide (the 8-wide conv4
+/// layers at 64 px: 4.0–5.8 → 4.5–6.0 forward, 4.6–5.8 → 6.2–6.3 backward,
+/// where 16-pixel rows compute half in vain: 2.1–3.7). llvmpipe (subgroups
+/// of 8) showed no difference with 16-pixel rows, so it keeps its own.
 pub fn rows_for_width(u: crate::ops::conv_gen::Unrolled, width: usize) -> ConvConfig {
     let wide = crate::ops::conv_gen::Unrolled { px: 16, ..u };
     if u.px > 4 && width <= 4 {
         narrow_rows(u)
-    } else if u.sg == 0 && u.px == 8 && width >= 16 && wide.is_valid() {
+    } else if u.sg != 0 || u.px != 8 {
+        ConvConfig::Unrolled(u)
+    } else if width >= 16 && wide.is_valid() {
         ConvConfig::Unrolled(wide)
     } else {
-        ConvConfig::Unrolled(u)
+        ConvConfig::SWIFTSHADER_MID
     }
 }
 
@@ -455,7 +463,8 @@ impl Gpu {
     /// with [`rows_for_width`] for generated rows ([`narrow_rows`] on layers
     /// at most 4 wide: a generated 8-pixel tile on a 4-pixel-wide layer
     /// computes half of it in vain, 1.5–1.8× slower on llvmpipe at 4×4 and
-    /// 2×2; 16-pixel rows on SwiftShader's layers at least 16 wide), and 32×32 GEMM tiles on GPUs' layers of at
+    /// 2×2; on SwiftShader 16-pixel rows at least 16 wide and 2×8 tiles
+    /// 5–15 wide), and 32×32 GEMM tiles on GPUs' layers of at
     /// most 28×28. The parity tests cover each of these variants.
     pub fn conv_config_for(&self, shape: ConvShape) -> ConvConfig {
         if self.conv_forced {

@@ -219,10 +219,11 @@ gpu_test! {
 /// The 2-D tiles with lanes over channels: tiles taller and wider than some
 /// cases' images (7×9, 5×33), channel tiles wider than 3 and 5 channels,
 /// workgroups wider than the channel tiles (lanes past the last tile),
-/// one lane, and the tile SwiftShader's layers at most 4 wide are given
-/// (4×4 × 8 channels, 8 lanes: Gpu::conv_config_for).
-const PATCH: [(u32, u32, u32, u32); 7] =
-    [(4, 4, 2, 8), (2, 4, 4, 4), (3, 5, 1, 8), (3, 6, 1, 4), (1, 8, 4, 4), (4, 2, 4, 16), (2, 2, 1, 1)];
+/// one lane, and the tiles SwiftShader's layers at most 4 wide and 5–15
+/// wide are given (4×4 × 8 channels, 8 lanes; 2×8 × 8 channels, 4 lanes:
+/// Gpu::conv_config_for).
+const PATCH: [(u32, u32, u32, u32); 8] =
+    [(4, 4, 2, 8), (2, 8, 2, 4), (2, 4, 4, 4), (3, 5, 1, 8), (3, 6, 1, 4), (1, 8, 4, 4), (4, 2, 4, 16), (2, 2, 1, 1)];
 
 gpu_test! {
     async fn conv_forward_and_backward_patch_tiles() {

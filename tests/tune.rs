@@ -73,17 +73,25 @@ gpu_test! {
         let shape = ConvShape { height: 6, width: 6, cin: 64, cout: 128 };
         assert_eq!(featvis::tune::vgg_shapes(12)[2], shape);
         let global = g.conv_config();
+        // Layers at least 16 and 5–15 wide, not tuned: without subgroups
+        // (SwiftShader) rows of 16 pixels and 2×8 tiles, else the default.
+        let (wide, mid) = match global {
+            ConvConfig::Unrolled(u) if u.sg == 0 && u.px == 8 => {
+                (ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 16, ..u }), ConvConfig::SWIFTSHADER_MID)
+            }
+            c => (c, c),
+        };
         let other = if global == ConvConfig::SWIFTSHADER_UNROLLED { ConvConfig::LLVMPIPE } else { ConvConfig::SWIFTSHADER_UNROLLED };
         g.set_conv_choice(shape, other);
         let net = Network::new(g, &model, 2, 12, 12, "conv2_2").await.unwrap();
         // The choices are the device's: leave it as it was for the other tests of this binary.
         g.set_conv_choice(shape, global);
         assert_eq!(net.schedule("conv2_1"), Some(other));
-        for layer in ["conv1_1", "conv1_2"] {
-            assert_eq!(net.schedule(layer), Some(global), "{layer}");
+        // conv1_x (12 px wide) and conv2_2 (6 px wide), not tuned: the
+        // default for layers 5–15 wide.
+        for layer in ["conv1_1", "conv1_2", "conv2_2"] {
+            assert_eq!(net.schedule(layer), Some(mid), "{layer}");
         }
-        // conv2_2 (6 px wide, not tuned): the default.
-        assert_eq!(net.schedule("conv2_2"), Some(global));
         assert_eq!(net.schedules.len(), 4);
         // A layer at most 4 wide, not tuned: the default with 4-pixel rows.
         let narrow = match global {
@@ -91,14 +99,8 @@ gpu_test! {
             c => c,
         };
         assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);
-        // A layer at least 16 wide, not tuned: without subgroups (SwiftShader)
-        // rows of 16 pixels, else the default.
-        let wide = match global {
-            ConvConfig::Unrolled(u) if u.sg == 0 && u.px == 8 => ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 16, ..u }),
-            c => c,
-        };
         assert_eq!(g.conv_config_for(ConvShape { height: 16, width: 16, cin: 64, cout: 64 }), wide);
-        assert_eq!(g.conv_config_for(ConvShape { height: 8, width: 8, cin: 256, cout: 512 }), global);
+        assert_eq!(g.conv_config_for(ConvShape { height: 8, width: 8, cin: 256, cout: 512 }), mid);
     }
 }
 
