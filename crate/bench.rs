@@ -470,12 +470,6 @@ pub async fn run(
             let settings = Settings::new(batch, size, Preprocessing::keras());
             let p = Pipeline::new(gpu, &model, settings, &objective).await?;
             let step_ms = time(gpu, "optimization step", &p.step_dispatches(false), min_ms, now).await?;
-            if std::env::var("FEATVIS_HACK").is_ok() {
-                for d in p.step_dispatches(false) {
-                    let ms = time(gpu, &d.kernel.name, &[d], 0.05, now).await?;
-                    eprintln!("HACK {:>8.3} ms  {}", ms, d.kernel.name);
-                }
-            }
             let image = p.image_dispatches();
             let image_ms = time(gpu, "image side of the step", &image, min_ms, now).await?;
             // Every kernel of the step alone, in step order: the image side's,
