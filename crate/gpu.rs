@@ -166,14 +166,14 @@ pub fn narrow_rows(u: crate::ops::conv_gen::Unrolled) -> ConvConfig {
 /// layers at 64 px: 4.0–5.8 → 4.5–6.0 forward, 4.6–5.8 → 6.2–6.3 backward,
 /// where 16-pixel rows compute half in vain: 2.1–3.7). llvmpipe (subgroups
 /// of 8) showed no difference with 16-pixel rows, so it keeps its own.
+/// Other row tiles (one picked on the page, say) keep their rows there.
 pub fn rows_for_width(u: crate::ops::conv_gen::Unrolled, width: usize) -> ConvConfig {
-    let wide = crate::ops::conv_gen::Unrolled { px: 16, ..u };
     if u.px > 4 && width <= 4 {
         narrow_rows(u)
-    } else if u.sg != 0 || u.px != 8 {
+    } else if ConvConfig::Unrolled(u) != ConvConfig::SWIFTSHADER_UNROLLED {
         ConvConfig::Unrolled(u)
-    } else if width >= 16 && wide.is_valid() {
-        ConvConfig::Unrolled(wide)
+    } else if width >= 16 {
+        ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 16, ..u })
     } else {
         ConvConfig::SWIFTSHADER_MID
     }

@@ -76,7 +76,7 @@ gpu_test! {
         // Layers at least 16 and 5–15 wide, not tuned: without subgroups
         // (SwiftShader) rows of 16 pixels and 2×8 tiles, else the default.
         let (wide, mid) = match global {
-            ConvConfig::Unrolled(u) if u.sg == 0 && u.px == 8 => {
+            ConvConfig::Unrolled(u) if global == ConvConfig::SWIFTSHADER_UNROLLED => {
                 (ConvConfig::Unrolled(featvis::ops::conv_gen::Unrolled { px: 16, ..u }), ConvConfig::SWIFTSHADER_MID)
             }
             c => (c, c),
@@ -101,6 +101,11 @@ gpu_test! {
         assert_eq!(g.conv_config_for(ConvShape { height: 3, width: 3, cin: 512, cout: 512 }), narrow);
         assert_eq!(g.conv_config_for(ConvShape { height: 16, width: 16, cin: 64, cout: 64 }), wide);
         assert_eq!(g.conv_config_for(ConvShape { height: 8, width: 8, cin: 256, cout: 512 }), mid);
+        // Another row tile (picked on the page, say) keeps its rows on those layers.
+        let picked = featvis::ops::conv_gen::Unrolled { px: 8, co4: 2, wg: 4, sg: 0 };
+        for width in [8, 16] {
+            assert_eq!(featvis::gpu::rows_for_width(picked, width), ConvConfig::Unrolled(picked), "{width}");
+        }
     }
 }
 
