@@ -43,11 +43,16 @@ pub enum ConvConfig {
     /// Generated 2-D register tiles with the workgroup's lanes over channel
     /// tiles (crate/ops/conv_gen.rs), for CPU adapters without subgroups.
     Patch(crate::ops::conv_gen::Patch),
+    /// Generated per layer with its weights written in as constants
+    /// (crate/ops/conv_gen.rs), for layers of at most 4 input channels
+    /// (conv1_1); other layers keep the adapter's schedule.
+    Baked(crate::ops::conv_gen::Baked),
 }
 
 /// The conv schedules [`ConvConfig::parse`] reads, for messages.
 pub const CONV_SPECS: &str = "`tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32), `unrolled:PX,CO4,WG[,SG]`, \
-     `gemm:BM,BN,BK,TM,TN` or `patch:TH,TW,CO4,WG` (README: \"How it is built\")";
+     `gemm:BM,BN,BK,TM,TN`, `patch:TH,TW,CO4,WG` or `baked:PX` (PX 1..=8; layers of at most 4 input channels) \
+     (README: \"How it is built\")";
 
 impl ConvConfig {
     /// llvmpipe: 4 pixels × 128 channels per invocation (8 × 64 on 64-channel
@@ -70,6 +75,12 @@ impl ConvConfig {
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
+    /// CPU adapters' layers of at most 4 input channels (conv1_1): the
+    /// weights written into the kernels, 4 pixels × every output channel
+    /// per invocation. conv1_1 at 64 px on SwiftShader: 7.9 → 1.7 ms forward,
+    /// 4.3 → 2.6 backward (`tools/browser-bench.mjs`); at 128 px on
+    /// llvmpipe: 4.5–5.8 → 2.2 forward, 2.9–3.9 → 3.1 backward.
+    pub const CPU_BAKED: ConvConfig = ConvConfig::Baked(crate::ops::conv_gen::Baked { px: 4 });
     /// GPUs before tuning: the generated implicit GEMM with 64×64 tiles, 4×4
     /// per invocation, K steps of 16 (256 invocations and 16 KiB of
     /// workgroup memory: WebGPU's default limits).
@@ -84,6 +95,7 @@ impl ConvConfig {
             ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm({}x{},k{},{}x{})", g.bm, g.bn, g.bk, g.tm, g.tn),
             ConvConfig::Patch(t) => format!("patch({}x{},co={},wg={})", t.th, t.tw, t.co4 * 4, t.wg),
+            ConvConfig::Baked(b) => format!("baked(px={})", b.px),
         }
     }
 
@@ -95,17 +107,22 @@ impl ConvConfig {
             ConvConfig::Unrolled(u) => format!("unrolled:{},{},{},{}", u.px, u.co4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm:{},{},{},{},{}", g.bm, g.bn, g.bk, g.tm, g.tn),
             ConvConfig::Patch(t) => format!("patch:{},{},{},{}", t.th, t.tw, t.co4, t.wg),
+            ConvConfig::Baked(b) => format!("baked:{}", b.px),
         }
     }
 
     /// Parse `tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32, WG
     /// 1..=256), `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups)
     /// `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`])
-    /// or `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]):
-    /// [`CONV_SPECS`] in words.
+    /// `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]) or
+    /// `baked:PX` (PX 1..=8): [`CONV_SPECS`] in words.
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
+        }
+        if let Some(rest) = text.strip_prefix("baked:") {
+            let b = crate::ops::conv_gen::Baked { px: rest.trim().parse().ok()? };
+            return b.is_valid().then_some(ConvConfig::Baked(b));
         }
         if let Some(rest) = text.strip_prefix("patch:") {
             let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
@@ -304,6 +321,9 @@ pub struct Gpu {
     conv_choices: Mutex<std::collections::BTreeMap<ConvShape, ConvConfig>>,
     /// FEATVIS_CONV forces one schedule everywhere: per-shape choices are not used.
     conv_forced: bool,
+    /// The adapter's own schedule ([`Gpu::conv_config`] before tuning,
+    /// forcing or the page changed it).
+    conv_default: ConvConfig,
     /// Bytes of every tensor and uniform buffer created so far (never
     /// decremented): the difference around a constructor is what it allocated.
     allocated: std::sync::atomic::AtomicU64,
@@ -394,7 +414,8 @@ impl Gpu {
         };
         let forced = Self::conv_config_from_env();
         let conv_forced = forced.is_some();
-        let conv_config = forced.unwrap_or_else(|| Self::pick_conv_config(&info, &limits, subgroup_size));
+        let conv_default = Self::pick_conv_config(&info, &limits, subgroup_size);
+        let conv_config = forced.unwrap_or(conv_default);
         Ok(Gpu {
             device,
             queue,
@@ -404,6 +425,7 @@ impl Gpu {
             conv_config: Mutex::new(conv_config),
             conv_choices: Mutex::new(Default::default()),
             conv_forced,
+            conv_default,
             allocated: std::sync::atomic::AtomicU64::new(0),
             subgroup_size,
             kernels: Mutex::new(HashMap::new()),
@@ -474,12 +496,32 @@ impl Gpu {
             return c;
         }
         match self.conv_config() {
+            // CPU adapters, whatever schedule the page or tuning set: conv1_1
+            // with its weights in the kernels (tuning per shape may choose otherwise).
+            _ if [ConvConfig::SWIFTSHADER_UNROLLED, ConvConfig::LLVMPIPE_SUBGROUPS, ConvConfig::LLVMPIPE].contains(&self.conv_default)
+                && crate::ops::conv_gen::Baked::fits(shape.cin, shape.cout) =>
+            {
+                ConvConfig::CPU_BAKED
+            }
+            c => Self::for_shape(c, shape),
+        }
+    }
+
+    /// `config` on a layer of `shape`, as [`Gpu::conv_config_for`] adapts it.
+    fn for_shape(config: ConvConfig, shape: ConvShape) -> ConvConfig {
+        match config {
             ConvConfig::Unrolled(u) => rows_for_width(u, shape.width),
             // 64-pixel tiles give a 14×14 layer of 512 channels 32 workgroups
             // per image: too few to fill a GPU until tuning has timed it.
             ConvConfig::Gemm(g) if g.bm > 32 && shape.height * shape.width <= 28 * 28 => ConvConfig::GPU_GEMM_SMALL,
             c => c,
         }
+    }
+
+    /// The schedule of a layer of `shape` that a [`ConvConfig::Baked`]
+    /// schedule does not fit (too many input channels): the adapter's own.
+    pub fn unbaked_conv_config(&self, shape: ConvShape) -> ConvConfig {
+        Self::for_shape(self.conv_default, shape)
     }
 
     /// Use `config` for conv layers of `shape` from now on.

@@ -386,7 +386,7 @@ pub struct Network {
     backward: Vec<Dispatch>,
     backward_redirect: Vec<Dispatch>,
     /// Index in `backward` of each node's own backward dispatch.
-    node_backward: Vec<usize>,
+    node_backward: Vec<std::ops::Range<usize>>,
 }
 
 impl Network {
@@ -555,7 +555,7 @@ impl Network {
         let flags = gpu.tensor("redirected ReLU flags", (sites.len() * batch).max(4))?;
         let mut backward = Vec::new();
         let mut redirect = vec![objective::relu_flags_clear(gpu, &flags, (sites.len() * batch).max(1)).await?];
-        let mut node_backward = vec![0; deepest + 1];
+        let mut node_backward = vec![0..0; deepest + 1];
         for i in (0..=deepest).rev() {
             let a = &acts[i];
             let g = &grads[buf(i)];
@@ -597,20 +597,21 @@ impl Network {
                 if i == 0 { (&input, input_shape, None) } else { (&acts[i - 1].tensor, acts[i - 1].shape, Some(acts[i - 1].node)) };
             let prev_relu = prev_node.is_some_and(crate::objective::has_relu);
             let dst = if i == 0 { &grad_input } else { &grads[buf(i - 1)] };
-            node_backward[i] = backward.len();
+            let start = backward.len();
             for masked in [true, false] {
                 let mask = masked && prev_relu;
                 let out = if masked { &mut backward } else { &mut redirect };
                 match a.node {
                     Node::Conv(c) => {
                         let config = schedules.iter().find(|(n, _)| *n == a.name).map(|(_, c)| *c).unwrap_or_else(|| gpu.conv_config());
-                        out.push(conv::backward_input(gpu, config, &model.convs[c], prev_shape, g, dst, mask.then_some(prev)).await?)
+                        out.extend(conv::backward_input(gpu, config, &model.convs[c], prev_shape, g, dst, mask.then_some(prev)).await?)
                     }
                     Node::Pool(_) => out.push(pool::maxpool_backward(gpu, &a.name, prev_shape, prev, g, dst, mask).await?),
                     Node::AvgPool => out.push(pool::adaptive_avgpool_backward(gpu, prev_shape, FC_INPUT_HW, FC_INPUT_HW, g, dst).await?),
                     Node::Fc(f) => out.extend(fc::backward_input(gpu, &model.fcs[f], batch, g, dst, mask.then_some(prev)).await?),
                 }
             }
+            node_backward[i] = start..backward.len();
         }
         Ok(Network {
             schedules,
@@ -714,7 +715,7 @@ impl Network {
         if self.acts[..=i].iter().any(|a| matches!(a.node, Node::Fc(_))) {
             return None;
         }
-        Some((vec![&self.forward[i]], vec![&self.backward[self.node_backward[i]]]))
+        Some((vec![&self.forward[i]], self.backward[self.node_backward[i].clone()].iter().collect()))
     }
 
     /// Gradient of the objectives w.r.t. the input, unpadded (B, H, W, 3).

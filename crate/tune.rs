@@ -121,6 +121,8 @@ pub fn candidates(gpu: &Gpu) -> Vec<ConvConfig> {
             }
         }
     }
+    // Checked here, timed only on the layer shapes it fits ([`tune_shapes`]).
+    out.push(ConvConfig::CPU_BAKED);
     if !out.contains(&gpu.conv_config()) {
         out.insert(0, gpu.conv_config());
     }
@@ -135,7 +137,8 @@ fn max_rel(got: &[f32], want: &[f64]) -> f64 {
 /// Forward (with ReLU on the input) and backward (with a mask) of `config`
 /// against the reference on (2, 9, 11, 20 → 36): largest relative error.
 pub async fn check(gpu: &Gpu, config: ConvConfig) -> Result<f64> {
-    let (b, h, w, cin, cout) = (2, 9, 11, 20, 36);
+    // A baked schedule runs only on layers of at most 4 input channels.
+    let (b, h, w, cin, cout) = if matches!(config, ConvConfig::Baked(_)) { (2, 9, 11, 3, 36) } else { (2, 9, 11, 20, 36) };
     let mut rng = Rng::new(17);
     let s = Shape::new(b, h, w, cin);
     let so = Shape { channels: cout, ..s };
@@ -150,7 +153,8 @@ pub async fn check(gpu: &Gpu, config: ConvConfig) -> Result<f64> {
     let dx = gpu.tensor_filled("tune dx", s.padded_len(), f32::NAN)?;
     let fwd = conv::forward(gpu, config, &weights, s, &xt, &y, true).await?;
     let bwd = conv::backward_input(gpu, config, &weights, s, &dyt, &dx, Some(&xt)).await?;
-    gpu.run("tune check", &[&fwd, &bwd]).await?;
+    let step: Vec<&crate::gpu::Dispatch> = std::iter::once(&fwd).chain(&bwd).collect();
+    gpu.run("tune check", &step).await?;
     let got_y = unpad_channels(&gpu.read(&y).await?, so);
     let got_dx = unpad_channels(&gpu.read(&dx).await?, s);
     let want_y: Vec<f64> = r::conv3x3_forward(&r::relu(&x), s, &wt, &bias, cout).iter().map(|&v| v as f64).collect();
@@ -193,7 +197,9 @@ pub fn vgg_shapes(size: usize) -> Vec<ConvShape> {
 
 /// Time each of `configs` (checked correct on this device already) on
 /// every shape in `shapes` at `batch` images, forward + backward, and choose
-/// the fastest per shape. The first config is timed on every shape; the
+/// the fastest per shape. The first config is timed on every shape, and
+/// [`ConvConfig::CPU_BAKED`] on every shape it fits (at most 4 input
+/// channels) after a check on this device; the
 /// others while the shape's share of `budget_ms` lasts (a shape that cannot
 /// afford them keeps the fastest of those timed). Does not change `gpu`.
 pub async fn tune_shapes(
@@ -207,12 +213,29 @@ pub async fn tune_shapes(
 ) -> Result<Vec<ShapeChoice>> {
     let share = budget_ms / shapes.len().max(1) as f64;
     let mut out = Vec::new();
+    // Shapes of at most 4 input channels (conv1_1) also time the weights
+    // written into the kernels (checked on this device, by [`tune`] when
+    // `configs` holds them); the other shapes never do.
+    let baked = ConvConfig::CPU_BAKED;
+    let mut baked_correct: Option<bool> = None;
     for &shape in shapes {
         let t0 = now();
         let mut timed: Vec<(String, f64)> = Vec::new();
         let mut best: Option<(ConvConfig, f64)> = None;
-        for (k, &config) in configs.iter().enumerate() {
-            if k > 0 && now() - t0 > share {
+        // Second, after the schedule timed on every shape, so that the budget never cuts it.
+        let mut list: Vec<ConvConfig> = configs.iter().copied().filter(|c| !matches!(c, ConvConfig::Baked(_))).collect();
+        if crate::ops::conv_gen::Baked::fits(shape.cin, shape.cout) {
+            let correct = match baked_correct {
+                Some(c) => c,
+                None if configs.contains(&baked) => *baked_correct.insert(true),
+                None => *baked_correct.insert(check(gpu, baked).await.is_ok_and(|e| e <= TOLERANCE)),
+            };
+            if correct {
+                list.insert(list.len().min(1), baked);
+            }
+        }
+        for (k, &config) in list.iter().enumerate() {
+            if k > 0 && !matches!(config, ConvConfig::Baked(_)) && now() - t0 > share {
                 break;
             }
             let dims = [batch, shape.height, shape.width, shape.cin, shape.cout];
@@ -249,13 +272,14 @@ async fn time(gpu: &Gpu, config: ConvConfig, shape: [usize; 5], reps: usize, now
     let dx = gpu.tensor("tune dx", s.padded_len())?;
     let fwd = conv::forward(gpu, config, &weights, s, &x, &y, true).await?;
     let bwd = conv::backward_input(gpu, config, &weights, s, &y, &dx, Some(&x)).await?;
-    gpu.run("tune warm-up", &[&fwd, &bwd]).await?;
+    let step: Vec<&crate::gpu::Dispatch> = std::iter::once(&fwd).chain(&bwd).collect();
+    gpu.run("tune warm-up", &step).await?;
     gpu.sync().await?;
     // On the GPU's own clock where it has one: `reps` passes back to back in
     // one compute pass, the faster of two such runs.
     let mut ms = f64::INFINITY;
     if gpu.has_timestamps() {
-        let run: Vec<&crate::gpu::Dispatch> = (0..reps).flat_map(|_| [&fwd, &bwd]).collect();
+        let run: Vec<&crate::gpu::Dispatch> = (0..reps).flat_map(|_| step.iter().copied()).collect();
         for _ in 0..2 {
             if let Some(t) = gpu.time_on_device("tune timing", &run).await? {
                 ms = ms.min(t / reps as f64);
@@ -266,7 +290,7 @@ async fn time(gpu: &Gpu, config: ConvConfig, shape: [usize; 5], reps: usize, now
     if !(ms.is_finite() && ms > 0.0) {
         let t0 = now();
         for _ in 0..reps {
-            gpu.run("tune timing", &[&fwd, &bwd]).await?;
+            gpu.run("tune timing", &step).await?;
         }
         gpu.sync().await?;
         ms = (now() - t0) / reps as f64;
@@ -307,7 +331,8 @@ pub async fn tune(gpu: &Gpu, now: &dyn Fn() -> f64, progress: &mut dyn FnMut(&Ca
             Ok(err) => {
                 c.max_rel_error = err;
                 c.correct = err <= TOLERANCE;
-                if c.correct {
+                // A baked schedule is no candidate for the timing shape's 128 channels.
+                if c.correct && !matches!(config, ConvConfig::Baked(_)) {
                     match time(gpu, config, shape, reps, now).await {
                         Ok(g) => c.gflops = g,
                         Err(e) => c.error = Some(e.to_string()),

@@ -28,6 +28,42 @@ fn kernel_prints_valid_wgsl_and_refuses_what_is_not_generated() {
     }
 }
 
+/// `featvis kernel --conv baked:PX` prints conv1_1's two kernels with the
+/// weights file's values written in, each valid WGSL alone, with every
+/// weight as an exact literal; without the file it says how to get one.
+#[test]
+fn kernel_prints_the_baked_kernels_of_a_weights_file() {
+    let o = featvis(&["kernel", "--conv", "baked:4", "--weights", "/nonexistent/vgg16.safetensors"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("does not exist") && err.contains("featvis fetch-weights"), "{err}");
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/weights/vgg16-imagenet.safetensors");
+    if !weights.exists() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{} is missing: tools/test fetches it", weights.display());
+        eprintln!("skipping: {} is missing (run `featvis fetch-weights`)", weights.display());
+        return;
+    }
+    let o = featvis(&["kernel", "--conv", "baked:4", "--weights", weights.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let (forward, backward) = text.split_once("// ---- backward to the input ----").expect("two kernels");
+    for (src, entries) in
+        [(forward, &["conv3x3_forward_baked"][..]), (backward, &["conv3x3_backward_taps_baked", "conv3x3_backward_sum_baked"][..])]
+    {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all()).validate(&module).unwrap();
+        for e in entries {
+            assert!(module.entry_points.iter().any(|p| p.name == *e), "{e}");
+        }
+    }
+    // conv1_1's first weight (tap 0, red, channel 0) and first bias, exactly.
+    let f = featvis::weights::WeightsFile::from_bytes(&std::fs::read(&weights).unwrap()).unwrap();
+    let c = &f.weights.convs[0];
+    for v in [c.w_hwio[0], c.bias[0]] {
+        let lit = featvis::ops::conv_gen::f32_literal(v).unwrap();
+        assert!(forward.contains(&lit), "{lit}");
+    }
+}
+
 fn featvis_cached(cache: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_featvis")).args(args).env("WGPU_BACKEND", "vulkan").env("FEATVIS_CACHE_DIR", cache).output().unwrap()
 }

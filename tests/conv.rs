@@ -53,7 +53,7 @@ async fn check_backward(config: ConvConfig, case: (usize, usize, usize, usize, u
     let mt = g.tensor_from("mask", &pad_channels(&mask, s)).unwrap();
     let dx = g.tensor_filled("dx", s.padded_len(), f32::NAN).unwrap();
     let d = conv::backward_input(g, config, &weights, s, &dyt, &dx, masked.then_some(&mt)).await.unwrap();
-    g.run("conv backward test", &[&d]).await.unwrap();
+    g.run("conv backward test", &d.iter().collect::<Vec<_>>()).await.unwrap();
     let got = unpad_channels(&g.read(&dx).await.unwrap(), s);
     let mut want = r::conv3x3_backward_input(&dy, s, &wt, cout);
     if masked {
@@ -234,6 +234,27 @@ gpu_test! {
             for (i, case) in CASES.iter().enumerate() {
                 check_forward(ConvConfig::Patch(t), *case, (i + k) % 2 == 1, 660 + (k * 10 + i) as u64).await;
                 check_backward(ConvConfig::Patch(t), *case, (i + k) % 2 == 0, 760 + (k * 10 + i) as u64).await;
+            }
+        }
+    }
+}
+
+/// Layers with the weights written into the kernels (conv1_1's schedule on
+/// SwiftShader): 1–4 input channels, output channels that fill 1 to 16
+/// vec4s and leave some partly empty (5, 61), rows narrower than the tile
+/// (a 1×1 image, 3 wide against 4 and 8), batch 3, forward with and
+/// without ReLU, backward with and without the mask, and a layer of too
+/// many input channels, which runs the adapter's own schedule instead.
+const BAKED_CASES: [(usize, usize, usize, usize, usize); 6] =
+    [(1, 7, 9, 3, 5), (3, 13, 17, 3, 64), (2, 5, 33, 4, 20), (1, 1, 1, 1, 1), (3, 6, 3, 2, 61), (1, 9, 11, 36, 30)];
+
+gpu_test! {
+    async fn conv_forward_and_backward_baked_weights() {
+        for (k, px) in [4u32, 1, 3, 8].into_iter().enumerate() {
+            let config = ConvConfig::Baked(featvis::ops::conv_gen::Baked { px });
+            for (i, case) in BAKED_CASES.iter().enumerate() {
+                check_forward(config, *case, (i + k) % 2 == 1, 860 + (k * 10 + i) as u64).await;
+                check_backward(config, *case, (i + k) % 2 == 0, 960 + (k * 10 + i) as u64).await;
             }
         }
     }

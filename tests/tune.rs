@@ -37,7 +37,11 @@ gpu_test! {
         assert!(t.candidates.len() >= 6, "{names:?}");
         assert!(t.candidates.iter().any(|c| matches!(c.config, ConvConfig::Unrolled(_))), "generated schedules are tried");
         for c in &t.candidates {
-            if c.error.is_none() {
+            if matches!(c.config, ConvConfig::Baked(_)) {
+                // Checked on a 3-channel layer, timed only per layer shape (below).
+                assert!(c.correct && c.error.is_none() && c.gflops == 0.0, "{c:?}");
+                assert_ne!(t.chosen_config, c.config);
+            } else if c.error.is_none() {
                 assert_eq!(c.correct, c.max_rel_error <= tune::TOLERANCE, "{c:?}");
                 assert_eq!(c.gflops > 0.0, c.correct, "only correct schedules are timed: {c:?}");
             }
@@ -49,6 +53,16 @@ gpu_test! {
         assert!(tune::check(g, t.chosen_config).await.unwrap() <= tune::TOLERANCE);
         let v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
         assert_eq!(v["candidates"].as_array().map(Vec::len), Some(t.candidates.len()));
+
+        // Per layer shape: the weights written into the kernels are timed on
+        // a layer of 3 input channels (second, after the schedule every
+        // shape times), never on one of 64.
+        let first = featvis::ConvShape { height: 8, width: 8, cin: 3, cout: 64 };
+        let second = featvis::ConvShape { height: 8, width: 8, cin: 64, cout: 64 };
+        let choices = tune::tune_shapes(g, &t.correct_fastest_first(), &[first, second], 1, 1.0, &now, &mut |_, _, _| {}).await.unwrap();
+        assert_eq!(choices.len(), 2);
+        assert_eq!(choices[0].timed.get(1).map(|(spec, _)| spec.as_str()), Some("baked:4"), "{:?}", choices[0]);
+        assert!(choices[1].timed.iter().all(|(spec, _)| !spec.starts_with("baked")), "{:?}", choices[1]);
 
         // A schedule set on the shared device is what new networks use (in
         // this test, not another: the tests of one binary share the device).
@@ -87,11 +101,20 @@ gpu_test! {
         // The choices are the device's: leave it as it was for the other tests of this binary.
         g.set_conv_choice(shape, global);
         assert_eq!(net.schedule("conv2_1"), Some(other));
-        // conv1_x (12 px wide) and conv2_2 (6 px wide), not tuned: the
-        // default for layers 5–15 wide.
-        for layer in ["conv1_1", "conv1_2", "conv2_2"] {
+        // conv1_2 (12 px wide) and conv2_2 (6 px wide), not tuned: the
+        // default for layers 5–15 wide; conv1_1 (3 input channels) on the
+        // CPU adapters: its weights written into its kernels.
+        for layer in ["conv1_2", "conv2_2"] {
             assert_eq!(net.schedule(layer), Some(mid), "{layer}");
         }
+        let cpu = [ConvConfig::SWIFTSHADER_UNROLLED, ConvConfig::LLVMPIPE_SUBGROUPS, ConvConfig::LLVMPIPE].contains(&global);
+        assert_eq!(net.schedule("conv1_1"), Some(if cpu { ConvConfig::CPU_BAKED } else { mid }));
+        // Whatever schedule is set for the device (on the page, say).
+        let first = ConvShape { height: 64, width: 64, cin: 3, cout: 64 };
+        g.set_conv_config(ConvConfig::Register { px: 4, co4: 8, wg: 8 });
+        let set = g.conv_config_for(first);
+        g.set_conv_config(global);
+        assert_eq!(set, if cpu { ConvConfig::CPU_BAKED } else { ConvConfig::Register { px: 4, co4: 8, wg: 8 } });
         assert_eq!(net.schedules.len(), 4);
         // A layer at most 4 wide, not tuned: the default with 4-pixel rows.
         let narrow = match global {

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::conv_gen::Baked;
 use super::{c4, check_len, check_u32, dummy, Shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, ConvConfig, Dispatch, Gpu, Kernel, KernelSpec, Tensor};
+use crate::gpu::{Binding, ConvConfig, ConvShape, Dispatch, Gpu, Kernel, KernelSpec, Tensor};
 
 pub const SHADER: &str = include_str!("../../shaders/conv.wgsl");
 
@@ -84,6 +85,35 @@ pub struct ConvWeights {
     forward: Tensor,
     backward: Tensor,
     bias: Tensor,
+    /// The WGSL of the [`Baked`] kernels where the layer fits them:
+    /// generated once, with the weights written in.
+    baked: Option<BakedKernels>,
+}
+
+/// A layer's weights as constants in its kernels ([`Baked`]): the backward
+/// text, the values to write the forward text for any tile, and the
+/// digest that names them in the pipeline cache.
+struct BakedKernels {
+    w_hwio: Vec<f32>,
+    bias: Vec<f32>,
+    digest: String,
+    backward: String,
+}
+
+impl BakedKernels {
+    fn new(w_hwio: &[f32], bias: &[f32], cin: usize, cout: usize) -> Option<Self> {
+        use sha2::Digest;
+        if !Baked::fits(cin, cout) {
+            return None;
+        }
+        let backward = super::conv_gen::baked_backward_wgsl(w_hwio, cin, cout)?;
+        let mut h = sha2::Sha256::new();
+        h.update(bytemuck::cast_slice::<f32, u8>(w_hwio));
+        h.update(bytemuck::cast_slice::<f32, u8>(bias));
+        h.update(format!("{cin}x{cout}").as_bytes());
+        let digest = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Some(BakedKernels { w_hwio: w_hwio.to_vec(), bias: bias.to_vec(), digest, backward })
+    }
 }
 
 impl ConvWeights {
@@ -102,8 +132,15 @@ impl ConvWeights {
         let backward = gpu.tensor_from(&format!("{name} weights (flipped)"), &pack_weights(&flipped, cout, cin))?;
         let mut b = vec![0.0; co4_stride(cout) * 4];
         b[..cout].copy_from_slice(bias);
-        let bias = gpu.tensor_from(&format!("{name} bias"), &b)?;
-        Ok(ConvWeights { name: name.to_string(), cin, cout, forward, backward, bias })
+        let bias_t = gpu.tensor_from(&format!("{name} bias"), &b)?;
+        let baked = BakedKernels::new(w_hwio, bias, cin, cout);
+        Ok(ConvWeights { name: name.to_string(), cin, cout, forward, backward, bias: bias_t, baked })
+    }
+
+    /// Whether this layer's kernels can have its weights written in
+    /// ([`Baked`]: few input channels, finite values).
+    pub fn bakeable(&self) -> bool {
+        self.baked.is_some()
     }
 }
 
@@ -119,6 +156,8 @@ fn entry(config: ConvConfig, backward: bool) -> &'static str {
         (ConvConfig::Gemm(_), true) => "conv3x3_backward_input_gemm",
         (ConvConfig::Patch(_), false) => "conv3x3_forward_patch",
         (ConvConfig::Patch(_), true) => "conv3x3_backward_input_patch",
+        (ConvConfig::Baked(_), false) => "conv3x3_forward_baked",
+        (ConvConfig::Baked(_), true) => "conv3x3_backward_taps_baked",
     }
 }
 
@@ -138,6 +177,7 @@ pub fn effective(config: ConvConfig, cout: usize) -> ConvConfig {
         }
         ConvConfig::Tiled => ConvConfig::Tiled,
         ConvConfig::Gemm(g) => ConvConfig::Gemm(g),
+        ConvConfig::Baked(b) => ConvConfig::Baked(b),
         ConvConfig::Patch(t) => {
             let avail = c4(cout).max(1);
             let pow2 = 1u32 << (usize::BITS - 1 - avail.leading_zeros());
@@ -203,6 +243,9 @@ async fn kernel(gpu: &Gpu, config: ConvConfig, backward: bool, flag: bool) -> Re
             workgroup_size = t.wg;
         }
         ConvConfig::Tiled => {}
+        ConvConfig::Baked(_) => {
+            return Err(Error::Invalid(format!("conv schedule {}: its kernels are built with the layer's weights", config.name())));
+        }
     }
     if backward {
         constants.push(("MASK_OUTPUT", u32::from(flag)));
@@ -245,6 +288,11 @@ fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, c
             let pixel_tiles = tx * shape.height * shape.batch;
             (tx, tc, pixel_tiles, (pixel_tiles as u64).div_ceil(wg as u64) * tc as u64)
         }
+        ConvConfig::Baked(b) => {
+            let tx = shape.width.div_ceil(b.px as usize);
+            let tiles = tx * shape.height * shape.batch;
+            (tx, 1, tiles, tiles.div_ceil(b.workgroup_size() as usize) as u64)
+        }
         ConvConfig::Tiled => {
             let tm = pixels.div_ceil(64);
             let tc = c4(cout).div_ceil(16);
@@ -267,6 +315,31 @@ fn params(gpu: &Gpu, config: ConvConfig, name: &str, shape: Shape, cin: usize, c
     Ok((p, groups))
 }
 
+/// The schedule a layer runs: `config`, except that a [`Baked`] schedule
+/// on a layer that cannot be baked gives way to the adapter's own.
+fn for_layer(gpu: &Gpu, config: ConvConfig, weights: &ConvWeights, shape: Shape) -> ConvConfig {
+    match config {
+        ConvConfig::Baked(_) if !weights.bakeable() => {
+            gpu.unbaked_conv_config(ConvShape { height: shape.height, width: shape.width, cin: weights.cin, cout: weights.cout })
+        }
+        c => c,
+    }
+}
+
+/// The kernel of a [`Baked`] schedule: `source` is generated once per
+/// layer, the specialization constant is RELU_INPUT or MASK_OUTPUT.
+async fn baked_kernel(gpu: &Gpu, shader: &str, source: &str, entry: &str, constant: (&'static str, bool)) -> Result<Arc<Kernel>> {
+    gpu.kernel(&KernelSpec {
+        shader,
+        source,
+        entry,
+        constants: vec![(constant.0, u32::from(constant.1))],
+        bindings: &BINDINGS,
+        workgroup_size: 4,
+    })
+    .await
+}
+
 /// y = conv3x3(relu?(x), w) + bias. `shape` is the input's (B, H, W) with
 /// `weights.cin` channels; `output` holds (B, H, W, c4(cout)*4).
 pub async fn forward(
@@ -283,8 +356,15 @@ pub async fn forward(
     let out_shape = Shape { channels: weights.cout, ..shape };
     check_len(&name, "input", input, in_shape.padded_len())?;
     check_len(&name, "output", output, out_shape.padded_len())?;
-    let config = effective(config, weights.cout);
-    let k = kernel(gpu, config, false, relu_input).await?;
+    let config = effective(for_layer(gpu, config, weights, shape), weights.cout);
+    let k = match (config, &weights.baked) {
+        (ConvConfig::Baked(b), Some(bk)) => {
+            let source = super::conv_gen::baked_forward_wgsl(b, &bk.w_hwio, &bk.bias, weights.cin, weights.cout)
+                .ok_or_else(|| Error::Invalid(format!("{name}: schedule {} does not fit this layer", config.name())))?;
+            baked_kernel(gpu, &b.name(&bk.digest, false), &source, entry(config, false), ("RELU_INPUT", relu_input)).await?
+        }
+        _ => kernel(gpu, config, false, relu_input).await?,
+    };
     let (p, groups) = params(gpu, config, &name, shape, weights.cin, weights.cout)?;
     let unused = dummy(gpu, &name)?;
     let wg = gpu.split_workgroups(groups)?;
@@ -300,7 +380,8 @@ pub async fn forward(
 /// dx = conv3x3(dy, flipped w) * (mask > 0). `shape` is the layer's (B, H, W);
 /// `grad_out` holds (B, H, W, c4(cout)*4), `grad_in` (B, H, W, c4(cin)*4);
 /// `mask` (same shape as `grad_in`) is the layer input stored before its
-/// ReLU, or None when the input had no ReLU.
+/// ReLU, or None when the input had no ReLU. One dispatch, or two for a
+/// [`Baked`] schedule (the taps, then their sums).
 pub async fn backward_input(
     gpu: &Gpu,
     config: ConvConfig,
@@ -309,7 +390,7 @@ pub async fn backward_input(
     grad_out: &Tensor,
     grad_in: &Tensor,
     mask: Option<&Tensor>,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let name = format!("conv3x3_backward_input {}", weights.name);
     let in_shape = Shape { channels: weights.cin, ..shape };
     let out_shape = Shape { channels: weights.cout, ..shape };
@@ -318,18 +399,60 @@ pub async fn backward_input(
     if let Some(m) = mask {
         check_len(&name, "mask", m, in_shape.padded_len())?;
     }
-    let config = effective(config, weights.cin);
+    let config = effective(for_layer(gpu, config, weights, shape), weights.cin);
+    let unused = dummy(gpu, &name)?;
+    if let (ConvConfig::Baked(b), Some(bk)) = (config, &weights.baked) {
+        let pixels = shape.pixels();
+        let taps = gpu.tensor(&format!("{name} taps ({} pixels × 9 vec4s)", pixels), pixels.saturating_mul(36))?;
+        let shader = b.name(&bk.digest, true);
+        let constant = ("MASK_OUTPUT", mask.is_some());
+        let k_taps = baked_kernel(gpu, &shader, &bk.backward, "conv3x3_backward_taps_baked", constant).await?;
+        let k_sum = baked_kernel(gpu, &shader, &bk.backward, "conv3x3_backward_sum_baked", constant).await?;
+        let mut p = ConvParams {
+            batch: check_u32(&name, "batch", shape.batch)?,
+            height: check_u32(&name, "height", shape.height)?,
+            width: check_u32(&name, "width", shape.width)?,
+            cin4: check_u32(&name, "output channels", c4(weights.cout))?,
+            cout4: 1,
+            co4_stride: 1,
+            tiles_x: 1,
+            tiles_co: 1,
+            total: check_u32(&name, "pixels", pixels)?,
+            _pad: [0; 3],
+        };
+        let wgs = b.workgroup_size() as u64;
+        let taps_groups = gpu.split_workgroups((pixels as u64).div_ceil(b.backward_px() as u64).div_ceil(wgs))?;
+        let d_taps = gpu
+            .dispatch_groups(
+                &k_taps,
+                Some(bytemuck::bytes_of(&p)),
+                &[&grad_out.buffer, &unused.buffer, &unused.buffer, &unused.buffer, &taps.buffer],
+                taps_groups,
+            )
+            .await?;
+        p.cin4 = 9;
+        let d_sum = gpu
+            .dispatch_groups(
+                &k_sum,
+                Some(bytemuck::bytes_of(&p)),
+                &[&taps.buffer, &unused.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
+                gpu.split_workgroups((pixels as u64).div_ceil(wgs))?,
+            )
+            .await?;
+        return Ok(vec![d_taps, d_sum]);
+    }
     let k = kernel(gpu, config, true, mask.is_some()).await?;
     let (p, groups) = params(gpu, config, &name, shape, weights.cout, weights.cin)?;
-    let unused = dummy(gpu, &name)?;
     let wg = gpu.split_workgroups(groups)?;
-    gpu.dispatch_groups(
-        &k,
-        Some(bytemuck::bytes_of(&p)),
-        &[&grad_out.buffer, &weights.backward.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
-        wg,
-    )
-    .await
+    Ok(vec![
+        gpu.dispatch_groups(
+            &k,
+            Some(bytemuck::bytes_of(&p)),
+            &[&grad_out.buffer, &weights.backward.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
+            wg,
+        )
+        .await?,
+    ])
 }
 
 /// Multiply-adds of one conv3x3 over `shape` (either direction).

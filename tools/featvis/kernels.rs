@@ -43,10 +43,13 @@ pub struct TuneArgs {
 #[derive(Args)]
 #[command(args_override_self = true, override_usage = "featvis kernel --conv SPEC")]
 pub struct KernelArgs {
-    /// The schedule: unrolled:PX,CO4,WG[,SG], gemm:BM,BN,BK,TM,TN or
-    /// patch:TH,TW,CO4,WG.
+    /// The schedule: unrolled:PX,CO4,WG[,SG], gemm:BM,BN,BK,TM,TN,
+    /// patch:TH,TW,CO4,WG or baked:PX (conv1_1 with the weights of --weights written in).
     #[arg(long, value_name = "SPEC")]
     conv: Option<String>,
+    /// For baked:PX, the weights file whose conv1_1 goes into the kernels.
+    #[arg(long, value_name = "FILE", default_value = "www/weights/vgg16-imagenet.safetensors")]
+    weights: std::path::PathBuf,
 }
 
 pub fn tune_main(args: TuneArgs) -> Result<(), String> {
@@ -90,6 +93,9 @@ pub fn tune_main(args: TuneArgs) -> Result<(), String> {
             let what = match (&c.error, c.correct) {
                 (Some(e), _) => format!("not available: {e}"),
                 (None, false) => format!("WRONG on this device (relative error {:.1e}): never used", c.max_rel_error),
+                (None, true) if matches!(c.config, ConvConfig::Baked(_)) => {
+                    format!("correct (error {:.1e}); timed on the layer shapes it fits (at most 4 input channels)", c.max_rel_error)
+                }
                 (None, true) => format!("{:>7.2} GFLOP/s  (error {:.1e})", c.gflops, c.max_rel_error),
             };
             eprintln!("  {:<34} {}", c.spec, what);
@@ -163,14 +169,37 @@ pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
             print!("{}", featvis::ops::conv_gen::patch_wgsl(t));
             Ok(())
         }
+        Some(ConvConfig::Baked(b)) => {
+            let path = args.weights.display().to_string();
+            let bytes = std::fs::read(&args.weights).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "{spec} writes conv1_1's weights into the kernels, and the weights file {path} does not exist; \
+                     run `featvis fetch-weights` or pass --weights FILE"
+                ),
+                _ => format!("cannot read weights {path}: {e}"),
+            })?;
+            let f = featvis::weights::WeightsFile::from_bytes(&bytes).map_err(|e| format!("{path}: {e}"))?;
+            let c = f.weights.convs.first().ok_or(format!("{path} holds no conv layer"))?;
+            let (_, cin, cout) = featvis::model::CONVS[0];
+            let forward = featvis::ops::conv_gen::baked_forward_wgsl(b, &c.w_hwio, &c.bias, cin, cout);
+            let backward = featvis::ops::conv_gen::baked_backward_wgsl(&c.w_hwio, cin, cout);
+            match (forward, backward) {
+                (Some(f), Some(bk)) => {
+                    print!("// ---- forward ----\n{f}\n// ---- backward to the input ----\n{bk}");
+                    Ok(())
+                }
+                _ => Err(format!("{path}: conv1_1 holds a value that is not finite; it cannot be written into a kernel")),
+            }
+        }
         Some(other) => Err(format!(
-            "{} is hand-written: see shaders/conv.wgsl (only unrolled:…, gemm:… and patch:… schedules are generated)",
+            "{} is hand-written: see shaders/conv.wgsl (only unrolled:…, gemm:…, patch:… and baked:… schedules are generated)",
             other.name()
         )),
         None => Err(format!(
             "--conv expects unrolled:PX,CO4,WG[,SG] with PX 1..=16, CO4 1..=8, PX·CO4 ≤ 64, WG a multiple of SG, \
              gemm:BM,BN,BK,TM,TN with BM, BN 16..=128, BK 4..=32, TM 1..=8, TN 4 or 8 (powers of two), 32..=256 invocations, \
-             or patch:TH,TW,CO4,WG with TH, TW 1..=8, CO4 1, 2, 4 or 8, TH·TW·CO4 ≤ 64 — got `{spec}`"
+             patch:TH,TW,CO4,WG with TH, TW 1..=8, CO4 1, 2, 4 or 8, TH·TW·CO4 ≤ 64, \
+             or baked:PX with PX 1..=8 — got `{spec}`"
         )),
     }
 }
