@@ -100,6 +100,17 @@ impl Unrolled {
     }
 }
 
+/// Which row tile `pt_all` (an invocation's index over all tiles) is: `live`
+/// (past the last tile an invocation computes the last one again and does not
+/// store), image `b`, row `oy`, first column `x0`.
+const ROW_TILE: &str = "    let live = pt_all < p.total;
+    let pt = min(pt_all, p.total - 1u);
+    let xt = pt % p.tiles_x;
+    let r = pt / p.tiles_x;
+    let oy = r % p.height;
+    let b = r / p.height;
+    let x0 = xt * PX;";
+
 /// The WGSL of `cfg`: entry points `conv3x3_forward_unrolled` and
 /// `conv3x3_backward_input_unrolled`, specialized by the constants
 /// `RELU_INPUT` and `MASK_OUTPUT` like shaders/conv.wgsl.
@@ -143,13 +154,7 @@ const WG: u32 = {wg}u;
         w,
         "    let ct = wid % p.tiles_co;
     let pt_all = (wid / p.tiles_co) * WG + li;
-    let live = pt_all < p.total;
-    let pt = min(pt_all, p.total - 1u);
-    let xt = pt % p.tiles_x;
-    let r = pt / p.tiles_x;
-    let oy = r % p.height;
-    let b = r / p.height;
-    let x0 = xt * PX;
+{ROW_TILE}
     let c0 = ct * CO4;
     let cs = p.co4_stride;"
     );
@@ -763,13 +768,7 @@ fn put(acc: vec4<f32>, live: bool, b: u32, oy: u32, ox: u32, co: u32) {{
 
 fn conv_body(wid: u32, li: u32, relu_input: bool) {{
     let pt_all = wid * WG + li;
-    let live = pt_all < p.total;
-    let pt = min(pt_all, p.total - 1u);
-    let xt = pt % p.tiles_x;
-    let r = pt / p.tiles_x;
-    let oy = r % p.height;
-    let b = r / p.height;
-    let x0 = xt * PX;"
+{ROW_TILE}"
     );
     for ky in 0..3 {
         let _ = writeln!(
