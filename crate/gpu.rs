@@ -51,7 +51,7 @@ pub enum ConvConfig {
 
 /// The conv schedules [`ConvConfig::parse`] reads, for messages.
 pub const CONV_SPECS: &str = "`tiled`, `register:PX,CO4,WG` (PX 1..=16, CO4 1..=32), `unrolled:PX,CO4,WG[,SG]`, \
-     `gemm:BM,BN,BK,TM,TN`, `patch:TH,TW,CO4,WG` or `baked:PX` (PX 1..=8; layers of at most 4 input channels) \
+     `gemm:BM,BN,BK,TM,TN`, `patch:TH,TW,CO4,WG` or `baked:PX,BPX` (PX 1..=8, BPX 1..=4; layers of at most 4 input channels) \
      (README: \"How it is built\")";
 
 impl ConvConfig {
@@ -75,12 +75,14 @@ impl ConvConfig {
     /// llvmpipe with its subgroups of 8 (DESIGN §7): 8 pixels × 16 channels
     /// per invocation in named accumulators, weights broadcast.
     pub const LLVMPIPE_SUBGROUPS: ConvConfig = ConvConfig::Unrolled(crate::ops::conv_gen::Unrolled { px: 8, co4: 4, wg: 8, sg: 8 });
-    /// CPU adapters' layers of at most 4 input channels (conv1_1): the
-    /// weights written into the kernels, 4 pixels × every output channel
-    /// per invocation. conv1_1 at 64 px on SwiftShader: 7.9 → 1.7 ms forward,
-    /// 4.3 → 2.6 backward (`tools/browser-bench.mjs`); at 128 px on
-    /// llvmpipe: 4.5–5.8 → 2.2 forward, 2.9–3.9 → 3.1 backward.
-    pub const CPU_BAKED: ConvConfig = ConvConfig::Baked(crate::ops::conv_gen::Baked { px: 4 });
+    /// CPU adapters' layers of at most 4 input channels (conv1_1), and the
+    /// tuner's offer to GPUs for them: the weights written into the
+    /// kernels, 4 pixels × every output channel per invocation forward, two
+    /// pixels' taps backward. conv1_1 at 64 px on SwiftShader: 7.9 → 1.7–1.9
+    /// ms forward, 4.3 → 2.4–2.5 backward (`tools/browser-bench.mjs`); on
+    /// llvmpipe at 128 px, batch 16: 75–117 → 34 ms forward, 52–63 → 61
+    /// backward (95–121 with one pixel's taps per invocation).
+    pub const CPU_BAKED: ConvConfig = ConvConfig::Baked(crate::ops::conv_gen::Baked { px: 4, bpx: 2 });
     /// GPUs before tuning: the generated implicit GEMM with 64×64 tiles, 4×4
     /// per invocation, K steps of 16 (256 invocations and 16 KiB of
     /// workgroup memory: WebGPU's default limits).
@@ -95,7 +97,7 @@ impl ConvConfig {
             ConvConfig::Unrolled(u) => format!("unrolled(px={},co={},wg={},sg={})", u.px, u.co4 * 4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm({}x{},k{},{}x{})", g.bm, g.bn, g.bk, g.tm, g.tn),
             ConvConfig::Patch(t) => format!("patch({}x{},co={},wg={})", t.th, t.tw, t.co4 * 4, t.wg),
-            ConvConfig::Baked(b) => format!("baked(px={})", b.px),
+            ConvConfig::Baked(b) => format!("baked(px={},bpx={})", b.px, b.bpx),
         }
     }
 
@@ -107,7 +109,7 @@ impl ConvConfig {
             ConvConfig::Unrolled(u) => format!("unrolled:{},{},{},{}", u.px, u.co4, u.wg, u.sg),
             ConvConfig::Gemm(g) => format!("gemm:{},{},{},{},{}", g.bm, g.bn, g.bk, g.tm, g.tn),
             ConvConfig::Patch(t) => format!("patch:{},{},{},{}", t.th, t.tw, t.co4, t.wg),
-            ConvConfig::Baked(b) => format!("baked:{}", b.px),
+            ConvConfig::Baked(b) => format!("baked:{},{}", b.px, b.bpx),
         }
     }
 
@@ -115,13 +117,15 @@ impl ConvConfig {
     /// 1..=256), `unrolled:PX,CO4,WG[,SG]` (SG 0 or absent: no subgroups)
     /// `gemm:BM,BN,BK,TM,TN` (see [`crate::ops::conv_gen::Gemm::is_valid`])
     /// `patch:TH,TW,CO4,WG` ([`crate::ops::conv_gen::Patch::is_valid`]) or
-    /// `baked:PX` (PX 1..=8): [`CONV_SPECS`] in words.
+    /// `baked:PX,BPX` (PX 1..=8, BPX 1..=4): [`CONV_SPECS`] in words.
     pub fn parse(text: &str) -> Option<ConvConfig> {
         if text == "tiled" {
             return Some(ConvConfig::Tiled);
         }
         if let Some(rest) = text.strip_prefix("baked:") {
-            let b = crate::ops::conv_gen::Baked { px: rest.trim().parse().ok()? };
+            let nums: Vec<u32> = rest.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+            let [px, bpx] = nums[..] else { return None };
+            let b = crate::ops::conv_gen::Baked { px, bpx };
             return b.is_valid().then_some(ConvConfig::Baked(b));
         }
         if let Some(rest) = text.strip_prefix("patch:") {

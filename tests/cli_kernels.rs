@@ -33,7 +33,7 @@ fn kernel_prints_valid_wgsl_and_refuses_what_is_not_generated() {
 /// weight as an exact literal; without the file it says how to get one.
 #[test]
 fn kernel_prints_the_baked_kernels_of_a_weights_file() {
-    let o = featvis(&["kernel", "--conv", "baked:4", "--weights", "/nonexistent/vgg16.safetensors"]);
+    let o = featvis(&["kernel", "--conv", "baked:4,1", "--weights", "/nonexistent/vgg16.safetensors"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("does not exist") && err.contains("featvis fetch-weights"), "{err}");
     let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/weights/vgg16-imagenet.safetensors");
@@ -42,7 +42,7 @@ fn kernel_prints_the_baked_kernels_of_a_weights_file() {
         eprintln!("skipping: {} is missing (run `featvis fetch-weights`)", weights.display());
         return;
     }
-    let o = featvis(&["kernel", "--conv", "baked:4", "--weights", weights.to_str().unwrap()]);
+    let o = featvis(&["kernel", "--conv", "baked:4,1", "--weights", weights.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
     let (forward, backward) = text.split_once("// ---- backward to the input ----").expect("two kernels");

@@ -250,8 +250,8 @@ const BAKED_CASES: [(usize, usize, usize, usize, usize); 6] =
 
 gpu_test! {
     async fn conv_forward_and_backward_baked_weights() {
-        for (k, px) in [4u32, 1, 3, 8].into_iter().enumerate() {
-            let config = ConvConfig::Baked(featvis::ops::conv_gen::Baked { px });
+        for (k, (px, bpx)) in [(4u32, 1u32), (1, 2), (3, 3), (8, 4)].into_iter().enumerate() {
+            let config = ConvConfig::Baked(featvis::ops::conv_gen::Baked { px, bpx });
             for (i, case) in BAKED_CASES.iter().enumerate() {
                 check_forward(config, *case, (i + k) % 2 == 1, 860 + (k * 10 + i) as u64).await;
                 check_backward(config, *case, (i + k) % 2 == 0, 960 + (k * 10 + i) as u64).await;

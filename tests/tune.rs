@@ -61,7 +61,7 @@ gpu_test! {
         let second = featvis::ConvShape { height: 8, width: 8, cin: 64, cout: 64 };
         let choices = tune::tune_shapes(g, &t.correct_fastest_first(), &[first, second], 1, 1.0, &now, &mut |_, _, _| {}).await.unwrap();
         assert_eq!(choices.len(), 2);
-        assert_eq!(choices[0].timed.get(1).map(|(spec, _)| spec.as_str()), Some("baked:4"), "{:?}", choices[0]);
+        assert_eq!(choices[0].timed.get(1).map(|(spec, _)| spec.clone()), Some(ConvConfig::CPU_BAKED.spec()), "{:?}", choices[0]);
         assert!(choices[1].timed.iter().all(|(spec, _)| !spec.starts_with("baked")), "{:?}", choices[1]);
 
         // A schedule set on the shared device is what new networks use (in

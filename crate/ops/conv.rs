@@ -90,29 +90,28 @@ pub struct ConvWeights {
     baked: Option<BakedKernels>,
 }
 
-/// A layer's weights as constants in its kernels ([`Baked`]): the backward
-/// text, the values to write the forward text for any tile, and the
-/// digest that names them in the pipeline cache.
+/// A layer's weights as constants in its kernels ([`Baked`]): the values
+/// to write the kernels' text for any tile, and the digest that names them
+/// in the pipeline cache.
 struct BakedKernels {
     w_hwio: Vec<f32>,
     bias: Vec<f32>,
     digest: String,
-    backward: String,
 }
 
 impl BakedKernels {
     fn new(w_hwio: &[f32], bias: &[f32], cin: usize, cout: usize) -> Option<Self> {
         use sha2::Digest;
-        if !Baked::fits(cin, cout) {
+        // WGSL has no literal for an infinity or a NaN.
+        if !Baked::fits(cin, cout) || !w_hwio.iter().chain(bias).all(|v| v.is_finite()) {
             return None;
         }
-        let backward = super::conv_gen::baked_backward_wgsl(w_hwio, cin, cout)?;
         let mut h = sha2::Sha256::new();
         h.update(bytemuck::cast_slice::<f32, u8>(w_hwio));
         h.update(bytemuck::cast_slice::<f32, u8>(bias));
         h.update(format!("{cin}x{cout}").as_bytes());
         let digest = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Some(BakedKernels { w_hwio: w_hwio.to_vec(), bias: bias.to_vec(), digest, backward })
+        Some(BakedKernels { w_hwio: w_hwio.to_vec(), bias: bias.to_vec(), digest })
     }
 }
 
@@ -405,9 +404,11 @@ pub async fn backward_input(
         let pixels = shape.pixels();
         let taps = gpu.tensor(&format!("{name} taps ({} pixels × 9 vec4s)", pixels), pixels.saturating_mul(36))?;
         let shader = b.name(&bk.digest, true);
+        let source = super::conv_gen::baked_backward_wgsl(b, &bk.w_hwio, weights.cin, weights.cout)
+            .ok_or_else(|| Error::Invalid(format!("{name}: schedule {} does not fit this layer", config.name())))?;
         let constant = ("MASK_OUTPUT", mask.is_some());
-        let k_taps = baked_kernel(gpu, &shader, &bk.backward, "conv3x3_backward_taps_baked", constant).await?;
-        let k_sum = baked_kernel(gpu, &shader, &bk.backward, "conv3x3_backward_sum_baked", constant).await?;
+        let k_taps = baked_kernel(gpu, &shader, &source, "conv3x3_backward_taps_baked", constant).await?;
+        let k_sum = baked_kernel(gpu, &shader, &source, "conv3x3_backward_sum_baked", constant).await?;
         let mut p = ConvParams {
             batch: check_u32(&name, "batch", shape.batch)?,
             height: check_u32(&name, "height", shape.height)?,

@@ -663,6 +663,12 @@ fn conv_body(wid: u32, li: u32, relu_input: bool, has_bias: bool, mask_output: b
 pub struct Baked {
     /// Pixels of a row per invocation (forward).
     pub px: u32,
+    /// Pixels per invocation of the backward pass's first step (9
+    /// accumulators each). On llvmpipe every use of a constant is a
+    /// broadcast from memory, which more pixels share: 2 pixels instead of
+    /// 1 took conv1_1's backward from 95–121 to 61 ms at 128 px, batch 16;
+    /// on SwiftShader 2.4–2.6 → 2.4–2.5 ms at 64 px.
+    pub bpx: u32,
 }
 
 /// Most input channels a baked layer may have (one vec4 per pixel).
@@ -671,14 +677,12 @@ pub const BAKED_MAX_CIN: usize = 4;
 /// `px` accumulators per output vec4 in turn and its text grows with
 /// px × output vec4s × 9 taps × input channels.
 pub const BAKED_MAX_COUT4: usize = 16;
-/// Pixels per invocation of the backward pass's first step (9 accumulators each).
-const BAKED_BACKWARD_PX: u32 = 1;
 /// Invocations per workgroup: SwiftShader's SIMD width.
 const BAKED_WG: u32 = 4;
 
 impl Baked {
     pub fn is_valid(&self) -> bool {
-        (1..=8).contains(&self.px)
+        (1..=8).contains(&self.px) && (1..=4).contains(&self.bpx)
     }
 
     /// Whether a layer of `cin` → `cout` channels can be baked.
@@ -693,14 +697,14 @@ impl Baked {
 
     /// Pixels per invocation of the backward pass's first step.
     pub fn backward_px(&self) -> u32 {
-        BAKED_BACKWARD_PX
+        self.bpx
     }
 
     /// The shader's name in labels and the pipeline cache; `digest` names
     /// the weights baked into it.
     pub fn name(&self, digest: &str, backward: bool) -> String {
         if backward {
-            format!("conv_baked_backward_{digest}.wgsl")
+            format!("conv_baked_backward_px{}_{digest}.wgsl", self.bpx)
         } else {
             format!("conv_baked_px{}_{digest}.wgsl", self.px)
         }
@@ -725,6 +729,34 @@ pub fn f32_literal(v: f32) -> Option<String> {
 }
 
 /// `vec4<f32>(a, b, c, d)` of four literals (zeros past `n`).
+/// `vecN<f32>` (or `f32` for N = 1) of `values`, N = `values.len()` (1..=4).
+fn vecn_literal(values: &[f32]) -> Option<String> {
+    let parts = values.iter().map(|&v| f32_literal(v)).collect::<Option<Vec<_>>>()?;
+    Some(match parts.len() {
+        1 => parts[0].clone(),
+        n => format!("vec{n}<f32>({})", parts.join(", ")),
+    })
+}
+
+/// `value` (N = `n` floats) as a vec4, zeros after it.
+fn widen(value: &str, n: usize) -> String {
+    match n {
+        1 => format!("vec4<f32>({value}, 0.0, 0.0, 0.0)"),
+        2 => format!("vec4<f32>({value}, 0.0, 0.0)"),
+        3 => format!("vec4<f32>({value}, 0.0)"),
+        _ => value.to_string(),
+    }
+}
+
+/// WGSL's type of N floats: `f32` or `vecN<f32>`.
+fn vecn_type(n: usize) -> String {
+    if n == 1 {
+        "f32".to_string()
+    } else {
+        format!("vec{n}<f32>")
+    }
+}
+
 fn vec4_literal(values: &[f32]) -> Option<String> {
     let mut parts = Vec::with_capacity(4);
     for i in 0..4 {
@@ -828,11 +860,11 @@ fn conv3x3_forward_baked(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_wo
 /// - `conv3x3_backward_sum_baked` reads those (binding 1) and writes each
 ///   input pixel's sum over the 9 neighbours that its taps reach, times
 ///   (mask > 0) with MASK_OUTPUT (binding 4; binding 5: one vec4 per pixel).
-pub fn baked_backward_wgsl(w_hwio: &[f32], cin: usize, cout: usize) -> Option<String> {
-    if !Baked::fits(cin, cout) || w_hwio.len() != 9 * cin * cout {
+pub fn baked_backward_wgsl(cfg: Baked, w_hwio: &[f32], cin: usize, cout: usize) -> Option<String> {
+    if !cfg.is_valid() || !Baked::fits(cin, cout) || w_hwio.len() != 9 * cin * cout {
         return None;
     }
-    let px = BAKED_BACKWARD_PX;
+    let px = cfg.bpx;
     let cout4 = cout.div_ceil(4);
     let mut s = String::new();
     let w = &mut s;
@@ -855,9 +887,12 @@ fn taps_body(wid: u32, li: u32) {{
     let live = t_all < (p.total + PX - 1u) / PX;
     let q0 = min(t_all, (p.total + PX - 1u) / PX - 1u) * PX;"
     );
+    // The accumulators hold the layer's cin input channels, no padding
+    // lane: a third fewer multiply-adds for an image's 3 channels.
+    let acc = vecn_type(cin);
     for q in 0..px {
         for tap in 0..9 {
-            let _ = writeln!(w, "    var a{q}_{tap} = vec4<f32>(0.0);");
+            let _ = writeln!(w, "    var a{q}_{tap} = {acc}(0.0);");
         }
     }
     let lanes = ["x", "y", "z", "w"];
@@ -872,7 +907,7 @@ fn taps_body(wid: u32, li: u32) {{
                 // The backward pass's tap t is the forward tap 8 - t: the
                 // neighbour at +d reaches the input pixel through the tap at -d.
                 let ft = 8 - tap;
-                let wv = vec4_literal(&(0..cin).map(|ci| w_hwio[(ft * cin + ci) * cout + co]).collect::<Vec<_>>())?;
+                let wv = vecn_literal(&(0..cin).map(|ci| w_hwio[(ft * cin + ci) * cout + co]).collect::<Vec<_>>())?;
                 let _ = writeln!(w, "        {{ let k = {wv};");
                 for q in 0..px {
                     let _ = writeln!(w, "            a{q}_{tap} += d{q}.{lane} * k;");
@@ -886,7 +921,7 @@ fn taps_body(wid: u32, li: u32) {{
     for q in 0..px {
         let _ = writeln!(w, "        if (q0 + {q}u < p.total) {{");
         for tap in 0..9 {
-            let _ = writeln!(w, "            y[(q0 + {q}u) * 9u + {tap}u] = a{q}_{tap};");
+            let _ = writeln!(w, "            y[(q0 + {q}u) * 9u + {tap}u] = {};", widen(&format!("a{q}_{tap}"), cin));
         }
         let _ = writeln!(w, "        }}");
     }

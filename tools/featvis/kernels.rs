@@ -44,10 +44,10 @@ pub struct TuneArgs {
 #[command(args_override_self = true, override_usage = "featvis kernel --conv SPEC")]
 pub struct KernelArgs {
     /// The schedule: unrolled:PX,CO4,WG[,SG], gemm:BM,BN,BK,TM,TN,
-    /// patch:TH,TW,CO4,WG or baked:PX (conv1_1 with the weights of --weights written in).
+    /// patch:TH,TW,CO4,WG or baked:PX,BPX (conv1_1 with the weights of --weights written in).
     #[arg(long, value_name = "SPEC")]
     conv: Option<String>,
-    /// For baked:PX, the weights file whose conv1_1 goes into the kernels.
+    /// For baked:PX,BPX, the weights file whose conv1_1 goes into the kernels.
     #[arg(long, value_name = "FILE", default_value = "www/weights/vgg16-imagenet.safetensors")]
     weights: std::path::PathBuf,
 }
@@ -182,7 +182,7 @@ pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
             let c = f.weights.convs.first().ok_or(format!("{path} holds no conv layer"))?;
             let (_, cin, cout) = featvis::model::CONVS[0];
             let forward = featvis::ops::conv_gen::baked_forward_wgsl(b, &c.w_hwio, &c.bias, cin, cout);
-            let backward = featvis::ops::conv_gen::baked_backward_wgsl(&c.w_hwio, cin, cout);
+            let backward = featvis::ops::conv_gen::baked_backward_wgsl(b, &c.w_hwio, cin, cout);
             match (forward, backward) {
                 (Some(f), Some(bk)) => {
                     print!("// ---- forward ----\n{f}\n// ---- backward to the input ----\n{bk}");
@@ -199,7 +199,7 @@ pub fn kernel_main(args: KernelArgs) -> Result<(), String> {
             "--conv expects unrolled:PX,CO4,WG[,SG] with PX 1..=16, CO4 1..=8, PX·CO4 ≤ 64, WG a multiple of SG, \
              gemm:BM,BN,BK,TM,TN with BM, BN 16..=128, BK 4..=32, TM 1..=8, TN 4 or 8 (powers of two), 32..=256 invocations, \
              patch:TH,TW,CO4,WG with TH, TW 1..=8, CO4 1, 2, 4 or 8, TH·TW·CO4 ≤ 64, \
-             or baked:PX with PX 1..=8 — got `{spec}`"
+             or baked:PX,BPX with PX 1..=8 and BPX 1..=4 — got `{spec}`"
         )),
     }
 }
