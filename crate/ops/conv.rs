@@ -88,13 +88,6 @@ pub struct ConvWeights {
     /// The WGSL of the [`Baked`] kernels where the layer fits them:
     /// generated once, with the weights written in.
     baked: Option<BakedKernels>,
-    /// The baked backward's taps (9 vec4s per pixel), shared by every
-    /// backward dispatch set of this layer: the taps are written and summed
-    /// by consecutive dispatches of one pass, and passes run one after
-    /// another, so a network's plain and redirected backward passes (and
-    /// two networks on the same weights) need one buffer, not one each. It
-    /// grows to the largest layer shape asked for and lives with the weights.
-    taps: std::sync::Mutex<Option<Tensor>>,
 }
 
 /// A layer's weights as constants in its kernels ([`Baked`]): the values
@@ -140,28 +133,13 @@ impl ConvWeights {
         b[..cout].copy_from_slice(bias);
         let bias_t = gpu.tensor_from(&format!("{name} bias"), &b)?;
         let baked = BakedKernels::new(w_hwio, bias, cin, cout);
-        Ok(ConvWeights { name: name.to_string(), cin, cout, forward, backward, bias: bias_t, baked, taps: Default::default() })
+        Ok(ConvWeights { name: name.to_string(), cin, cout, forward, backward, bias: bias_t, baked })
     }
 
     /// Whether this layer's kernels can have its weights written in
     /// ([`Baked`]: few input channels, finite values).
     pub fn bakeable(&self) -> bool {
         self.baked.is_some()
-    }
-
-    /// The taps buffer of the baked backward, at least `len` values: the
-    /// shared one, grown (replaced) when it is smaller.
-    fn taps_buffer(&self, gpu: &Gpu, name: &str, len: usize) -> Result<wgpu::Buffer> {
-        let mut taps = self.taps.lock().map_err(|_| Error::Invalid(format!("{name}: the taps buffer's lock is poisoned")))?;
-        match taps.as_ref() {
-            Some(t) if t.len >= len => Ok(t.buffer.clone()),
-            _ => {
-                let t = gpu.tensor(&format!("{} taps ({} pixels × 9 vec4s)", self.name, len / 36), len)?;
-                let buffer = t.buffer.clone();
-                *taps = Some(t);
-                Ok(buffer)
-            }
-        }
     }
 }
 
@@ -424,7 +402,7 @@ pub async fn backward_input(
     let unused = dummy(gpu, &name)?;
     if let (ConvConfig::Baked(b), Some(bk)) = (config, &weights.baked) {
         let pixels = shape.pixels();
-        let taps = weights.taps_buffer(gpu, &name, pixels.saturating_mul(36))?;
+        let taps = gpu.tensor(&format!("{name} taps ({} pixels × 9 vec4s)", pixels), pixels.saturating_mul(36))?;
         let shader = b.name(&bk.digest, true);
         let source = super::conv_gen::baked_backward_wgsl(b, &bk.w_hwio, weights.cin, weights.cout)
             .ok_or_else(|| Error::Invalid(format!("{name}: schedule {} does not fit this layer", config.name())))?;
@@ -449,7 +427,7 @@ pub async fn backward_input(
             .dispatch_groups(
                 &k_taps,
                 Some(bytemuck::bytes_of(&p)),
-                &[&grad_out.buffer, &unused.buffer, &unused.buffer, &unused.buffer, &taps],
+                &[&grad_out.buffer, &unused.buffer, &unused.buffer, &unused.buffer, &taps.buffer],
                 taps_groups,
             )
             .await?;
@@ -458,7 +436,7 @@ pub async fn backward_input(
             .dispatch_groups(
                 &k_sum,
                 Some(bytemuck::bytes_of(&p)),
-                &[&taps, &unused.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
+                &[&taps.buffer, &unused.buffer, &unused.buffer, &mask.unwrap_or(&unused).buffer, &grad_in.buffer],
                 gpu.split_workgroups((pixels as u64).div_ceil(wgs))?,
             )
             .await?;
